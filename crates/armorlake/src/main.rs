@@ -1,0 +1,163 @@
+//! `armorlake`: one binary, one subcommand per role.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use armorlake_node::{UpConfig, run_up};
+use armorlake_sim::{SimConfig, Simulator};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// KubeArmor security telemetry kept at the edge, queried as one PostgreSQL database.
+#[derive(Debug, Parser)]
+#[command(name = "armorlake", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run master, operator and query roles in one process (with a built-in KubeArmor
+    /// simulator unless --kubearmor is given).
+    Up(UpArgs),
+    /// Serve a KubeArmor-compatible gRPC feed (feeder.LogService) of simulated events.
+    #[command(name = "kubearmor-sim")]
+    KubearmorSim(SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Where events are stored.
+    #[arg(long, env = "ARMORLAKE_DATA_DIR", default_value = "armorlake-data")]
+    data_dir: PathBuf,
+    /// PostgreSQL wire protocol listener.
+    #[arg(long, env = "ARMORLAKE_PG_LISTEN", default_value = "127.0.0.1:5433")]
+    pg_listen: SocketAddr,
+    /// KubeArmor endpoint to pull from (HOST:PORT); repeat for several. None: the built-in
+    /// simulator.
+    #[arg(long = "kubearmor", value_name = "HOST:PORT")]
+    kubearmor: Vec<String>,
+    /// Events per second of the built-in simulator.
+    #[arg(long, value_name = "EVENTS_PER_SEC", default_value_t = 300)]
+    simulate: u64,
+    /// How often rows held in memory are written to Parquet.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    flush_interval: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+struct SimArgs {
+    /// gRPC listener.
+    #[arg(long, default_value = "127.0.0.1:32767")]
+    listen: SocketAddr,
+    /// Events per second over all streams; 0 = as fast as the clients read.
+    #[arg(long, value_name = "EVENTS_PER_SEC", default_value_t = 300)]
+    rate: u64,
+    /// Seed of the deterministic event sequence.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Simulated KubeArmor nodes (hosts).
+    #[arg(long, default_value_t = 4)]
+    nodes: u32,
+    /// Stop after this many events in total (the streams stay open).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}
+
+async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
+    let config = UpConfig {
+        data_dir: args.data_dir,
+        pg_listen: args.pg_listen,
+        kubearmor: args.kubearmor,
+        simulate: args.simulate,
+        flush_interval: args.flush_interval,
+    };
+    run_up(config, shutdown, |addr| {
+        println!(
+            "armorlake is ready: psql -h {} -p {} -U armorlake kubearmor",
+            addr.ip(),
+            addr.port()
+        );
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn simulate(args: SimArgs, shutdown: CancellationToken) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("binding {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let sim = Simulator::new(SimConfig {
+        rate: args.rate,
+        seed: args.seed,
+        nodes: args.nodes.max(1),
+        count: args.count,
+    });
+    println!("kubearmor-sim is listening on {addr}");
+    sim.serve(listener, shutdown.cancelled_owned())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("armorlake: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        cancel_on_signal(shutdown.clone());
+        match cli.command {
+            Command::Up(args) => up(args, shutdown).await,
+            Command::KubearmorSim(args) => simulate(args, shutdown).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("armorlake: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Ingest: pulls KubeArmor events over gRPC ([`puller`]) and turns them into Arrow record
+//! batches ([`convert`]) for the operator's store.
+
+pub mod convert;
+pub mod puller;
+pub mod status;
+
+pub use puller::{BatchSender, PullerConfig};
+pub use status::{SourceSnapshot, SourceStatus, StreamState};

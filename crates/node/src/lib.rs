@@ -1,0 +1,43 @@
+//! armorlake's node roles and `up`, which runs them all in one process.
+//!
+//! Roles meet only through interfaces: operators report to the master through
+//! [`armorlake_meta::MetaService`], the query node reaches operators through
+//! [`armorlake_query::OperatorHandle`]. `up` wires in-process implementations of both; the
+//! separate `master`, `operator` and `query` processes wire gRPC ones.
+
+pub mod operator;
+pub mod up;
+
+pub use operator::{Operator, OperatorConfig};
+pub use up::{UpConfig, run_up};
+
+/// The armorlake version every node reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Errors starting or running a node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] armorlake_storage::Error),
+    /// The master refused or could not be reached.
+    #[error("metadata: {0}")]
+    Meta(#[from] armorlake_meta::Error),
+    /// Setting up the query engine failed.
+    #[error("query engine: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    /// A listener could not be bound or served.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The built-in KubeArmor simulator failed.
+    #[error("simulator: {0}")]
+    Simulator(String),
+}
+
+/// The result of node operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

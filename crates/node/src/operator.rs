@@ -1,0 +1,193 @@
+//! The operator role: pulls from KubeArmor endpoints, stores the rows, scans them for
+//! query nodes, and reports what it holds to the master.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use armorlake_common::Table;
+use armorlake_ingest::{PullerConfig, SourceStatus};
+use armorlake_meta::{MetaService, NodeInfo, Partition, Role, now_micros};
+use armorlake_query::OperatorHandle;
+use armorlake_storage::{LocalTable, Store, StoreOptions};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Result, VERSION};
+
+/// Batches in flight between the pullers and the writer: enough to ride out a slow disk
+/// for a moment without stalling KubeArmor's streams.
+const WRITE_QUEUE: usize = 256;
+
+/// How an operator runs.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// The node's unique name.
+    pub id: String,
+    /// Where query nodes reach it.
+    pub address: String,
+    /// Where its tables live.
+    pub data_dir: PathBuf,
+    /// KubeArmor endpoints (`host:port`) to pull from.
+    pub endpoints: Vec<String>,
+    /// Storage behaviour.
+    pub store: StoreOptions,
+    /// How often it reports to the master.
+    pub heartbeat: Duration,
+}
+
+/// A running operator.
+#[derive(Debug)]
+pub struct Operator {
+    id: String,
+    store: Store,
+    sources: Vec<Arc<SourceStatus>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Operator {
+    /// Opens the store, registers with the master, and starts pulling, flushing and
+    /// heartbeating until `shutdown` is cancelled.
+    pub async fn start(
+        config: OperatorConfig,
+        meta: Arc<dyn MetaService>,
+        shutdown: CancellationToken,
+    ) -> Result<Operator> {
+        let store = Store::open(&config.data_dir, config.store.clone())?;
+        let now = now_micros();
+        meta.register(NodeInfo {
+            id: config.id.clone(),
+            role: Role::Operator,
+            address: config.address.clone(),
+            version: VERSION.to_string(),
+            registered_micros: now,
+            heartbeat_micros: now,
+        })
+        .await?;
+
+        let (sink, mut queue) = mpsc::channel(WRITE_QUEUE);
+        let mut tasks = Vec::new();
+        let mut sources = Vec::new();
+        for endpoint in &config.endpoints {
+            let puller = PullerConfig::new(endpoint.clone(), config.id.clone());
+            let (status, handles) =
+                armorlake_ingest::puller::spawn(puller, sink.clone(), shutdown.clone());
+            sources.extend(status);
+            tasks.extend(handles);
+        }
+        drop(sink);
+
+        let writer = store.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some((table, batch)) = queue.recv().await {
+                if let Err(e) = writer.append(table, batch) {
+                    tracing::error!(%table, error = %e, "storing a batch failed");
+                }
+            }
+        }));
+
+        let flusher = store.clone();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            flusher.run_flusher(stop.cancelled_owned()).await;
+        }));
+
+        let (reporter, id, every) = (store.clone(), config.id.clone(), config.heartbeat);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let partitions = partitions(&id, &reporter);
+                if let Err(e) = meta.heartbeat(&id, partitions).await {
+                    tracing::warn!(error = %e, "heartbeat to the master failed");
+                }
+            }
+        }));
+
+        Ok(Operator {
+            id: config.id,
+            store,
+            sources,
+            tasks,
+        })
+    }
+
+    /// The operator's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The status of every stream it pulls.
+    pub fn sources(&self) -> &[Arc<SourceStatus>] {
+        &self.sources
+    }
+
+    /// Waits for every task to end (after shutdown), including the final flush.
+    pub async fn join(self) {
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "an operator task failed");
+            }
+        }
+    }
+
+    /// A handle the query node plans against.
+    pub fn handle(&self) -> Arc<dyn OperatorHandle> {
+        Arc::new(LocalOperator {
+            id: self.id.clone(),
+            store: self.store.clone(),
+        })
+    }
+}
+
+/// What the operator holds, in the master's terms.
+fn partitions(operator: &str, store: &Store) -> Vec<Partition> {
+    store
+        .partitions()
+        .into_iter()
+        .map(|p| Partition {
+            table: p.table,
+            hour_micros: p.hour_micros,
+            operator: operator.to_string(),
+            rows: p.rows,
+            bytes: p.bytes,
+            min_micros: p.min_micros,
+            max_micros: p.max_micros,
+        })
+        .collect()
+}
+
+/// An operator in the query node's process: its scan is the local table scan.
+#[derive(Debug)]
+struct LocalOperator {
+    id: String,
+    store: Store,
+}
+
+#[async_trait]
+impl OperatorHandle for LocalOperator {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        table: Table,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        LocalTable::new(self.store.table(table).clone())
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}

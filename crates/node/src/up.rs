@@ -1,0 +1,137 @@
+//! `armorlake up`: master, operator and query roles in one process, fed by the built-in
+//! KubeArmor simulator unless real endpoints are given.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use armorlake_meta::{MemoryMeta, MetaService, NodeInfo, Role, now_micros};
+use armorlake_query::{OperatorHandle, OperatorResolver, QueryEngine};
+use armorlake_sim::{SimConfig, Simulator};
+use armorlake_storage::StoreOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::operator::{Operator, OperatorConfig};
+use crate::{Error, Result, VERSION};
+
+/// What `up` runs.
+#[derive(Debug, Clone)]
+pub struct UpConfig {
+    /// Where the operator keeps its tables.
+    pub data_dir: PathBuf,
+    /// The PostgreSQL listener.
+    pub pg_listen: SocketAddr,
+    /// KubeArmor endpoints; none starts the built-in simulator.
+    pub kubearmor: Vec<String>,
+    /// Events per second of the built-in simulator.
+    pub simulate: u64,
+    /// How often rows in memory go to Parquet.
+    pub flush_interval: Duration,
+}
+
+/// Finds the operators of this process.
+#[derive(Debug)]
+struct InProcess(HashMap<String, Arc<dyn OperatorHandle>>);
+
+impl OperatorResolver for InProcess {
+    fn resolve(&self, node: &NodeInfo) -> Option<Arc<dyn OperatorHandle>> {
+        self.0.get(&node.id).cloned()
+    }
+}
+
+fn node(id: &str, role: Role, address: String, now: i64) -> NodeInfo {
+    NodeInfo {
+        id: id.into(),
+        role,
+        address,
+        version: VERSION.into(),
+        registered_micros: now,
+        heartbeat_micros: now,
+    }
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { context, source }
+}
+
+/// Runs every role until `shutdown` is cancelled. `ready` receives the PostgreSQL address
+/// once clients can connect.
+pub async fn run_up(
+    config: UpConfig,
+    shutdown: CancellationToken,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let mut endpoints = config.kubearmor.clone();
+    let mut sim_task = None;
+    if endpoints.is_empty() {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(io("binding the built-in simulator".into()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(io("reading the simulator's address".into()))?;
+        let sim = Simulator::new(SimConfig {
+            rate: config.simulate,
+            ..SimConfig::default()
+        });
+        let stop = shutdown.clone();
+        sim_task = Some(tokio::spawn(sim.serve(listener, stop.cancelled_owned())));
+        tracing::info!(%addr, rate = config.simulate, "built-in KubeArmor simulator started");
+        endpoints.push(addr.to_string());
+    }
+
+    let meta: Arc<dyn MetaService> = Arc::new(MemoryMeta::new());
+    let now = now_micros();
+    meta.register(node("master", Role::Master, String::new(), now))
+        .await?;
+
+    let operator = Operator::start(
+        OperatorConfig {
+            id: "operator".into(),
+            address: String::new(),
+            data_dir: config.data_dir.clone(),
+            endpoints,
+            store: StoreOptions {
+                flush_interval: config.flush_interval,
+                ..StoreOptions::default()
+            },
+            heartbeat: Duration::from_secs(1),
+        },
+        meta.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+
+    let resolver = InProcess(HashMap::from([("operator".to_string(), operator.handle())]));
+    let meta_for_query = meta.clone();
+    let engine = QueryEngine::new(meta, Arc::new(resolver))?;
+    let listener = TcpListener::bind(config.pg_listen)
+        .await
+        .map_err(io(format!(
+            "binding PostgreSQL listener {}",
+            config.pg_listen
+        )))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io("reading the PostgreSQL address".into()))?;
+    meta_for_query
+        .register(node("query", Role::Query, addr.to_string(), now_micros()))
+        .await?;
+    ready(addr);
+
+    armorlake_query::pg::serve(listener, &engine, shutdown.clone().cancelled_owned())
+        .await
+        .map_err(io("serving PostgreSQL".into()))?;
+    operator.join().await;
+    if let Some(task) = sim_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Simulator(e.to_string())),
+            Err(e) => return Err(Error::Simulator(e.to_string())),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! Errors of the storage layer.
+
+/// What can go wrong storing or reading events.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Arrow rejected a batch (schema mismatch, bad data).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Writing or reading Parquet failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// A batch does not have the table's schema.
+    #[error("batch for table {table} does not match its schema")]
+    SchemaMismatch {
+        /// The table.
+        table: armorlake_common::Table,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}
+
+/// The result of storage operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,220 @@
+//! Parquet files of one table: writing an hour's sorted rows, and finding what is on disk.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use armorlake_common::Table;
+use arrow::array::{Array, TimestampMicrosecondArray};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
+
+use crate::error::{Error, Result};
+
+/// Microseconds in one hour.
+pub const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// Rows per Parquet row group: small enough for min/max pruning within an hour.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// One Parquet file of a table, as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Absolute path of the file.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Start of the hour the file belongs to, microseconds since the epoch.
+    pub hour_micros: i64,
+    /// Earliest `timestamp` in the file, microseconds.
+    pub min_micros: i64,
+    /// Latest `timestamp` in the file, microseconds.
+    pub max_micros: i64,
+}
+
+/// The start of the hour holding `micros`.
+pub fn hour_of(micros: i64) -> i64 {
+    micros.div_euclid(HOUR_MICROS) * HOUR_MICROS
+}
+
+/// `<data_dir>/<table>/<yyyy-mm-dd>/<hh>`.
+fn hour_dir(data_dir: &Path, table: Table, hour_micros: i64) -> PathBuf {
+    let t = DateTime::<Utc>::from_timestamp_micros(hour_micros).unwrap_or_default();
+    data_dir
+        .join(table.name())
+        .join(t.format("%Y-%m-%d").to_string())
+        .join(t.format("%H").to_string())
+}
+
+fn writer_properties() -> Result<WriterProperties> {
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 0,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .build())
+}
+
+/// A name no other file of this process or an earlier run has.
+fn unique_name() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let now = Utc::now().timestamp_micros();
+    format!(
+        "{now:016x}-{:04x}.parquet",
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Writes `batch` (rows of one hour, sorted by `timestamp`) as a new Parquet file and makes
+/// it durable: written under a temporary name, fsynced, renamed, directory fsynced.
+pub fn write_hour(
+    data_dir: &Path,
+    table: Table,
+    hour_micros: i64,
+    batch: &RecordBatch,
+) -> Result<FileMeta> {
+    let dir = hour_dir(data_dir, table, hour_micros);
+    fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let path = dir.join(unique_name());
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp).map_err(Error::io(format!("creating {}", tmp.display())))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()?))?;
+    writer.write(batch)?;
+    let file = writer.into_inner()?;
+    file.sync_all()
+        .map_err(Error::io(format!("syncing {}", tmp.display())))?;
+    let bytes = file
+        .metadata()
+        .map_err(Error::io(format!("reading size of {}", tmp.display())))?
+        .len();
+    drop(file);
+    fs::rename(&tmp, &path).map_err(Error::io(format!("renaming {}", tmp.display())))?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(format!("syncing {}", dir.display())))?;
+    let (min_micros, max_micros) = time_range(batch).unwrap_or((hour_micros, hour_micros));
+    Ok(FileMeta {
+        path,
+        bytes,
+        rows: batch.num_rows() as u64,
+        hour_micros,
+        min_micros,
+        max_micros,
+    })
+}
+
+/// The min and max of the batch's `timestamp` column (the first), if it has rows.
+pub fn time_range(batch: &RecordBatch) -> Option<(i64, i64)> {
+    let ts = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()?;
+    let min = arrow::compute::min(ts)?;
+    let max = arrow::compute::max(ts)?;
+    Some((min, max))
+}
+
+/// The Parquet files of `table` under `data_dir`, oldest hour first. Temporary files left
+/// by a crash in the middle of a write are removed.
+pub fn scan_dir(data_dir: &Path, table: Table) -> Result<Vec<FileMeta>> {
+    let root = data_dir.join(table.name());
+    let mut found = Vec::new();
+    if !root.exists() {
+        return Ok(found);
+    }
+    for day in read_dir_sorted(&root)? {
+        for hour in read_dir_sorted(&day)? {
+            for path in read_dir_sorted(&hour)? {
+                match path.extension().and_then(|e| e.to_str()) {
+                    Some("parquet") => found.push(read_meta(&path)?),
+                    Some("tmp") => {
+                        tracing::warn!(path = %path.display(), "removing unfinished Parquet file");
+                        fs::remove_file(&path)
+                            .map_err(Error::io(format!("removing {}", path.display())))?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths = fs::read_dir(dir)
+        .map_err(Error::io(format!("listing {}", dir.display())))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(Error::io(format!("listing {}", dir.display())))?;
+    paths.sort();
+    Ok(paths)
+}
+
+/// Rows and time range of a Parquet file, from its footer.
+fn read_meta(path: &Path) -> Result<FileMeta> {
+    let file = File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
+    let bytes = file
+        .metadata()
+        .map_err(Error::io(format!("reading size of {}", path.display())))?
+        .len();
+    let reader = SerializedFileReader::new(file)?;
+    let meta = reader.metadata();
+    let rows = meta.file_metadata().num_rows().max(0) as u64;
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for rg in meta.row_groups() {
+        if let Some(Statistics::Int64(s)) = rg.column(0).statistics() {
+            if let Some(v) = s.min_opt() {
+                min = min.min(*v);
+            }
+            if let Some(v) = s.max_opt() {
+                max = max.max(*v);
+            }
+        }
+    }
+    if min > max {
+        (min, max) = (0, 0);
+    }
+    Ok(FileMeta {
+        path: path.to_path_buf(),
+        bytes,
+        rows,
+        hour_micros: hour_of(min),
+        min_micros: min,
+        max_micros: max,
+    })
+}
+
+/// Splits `batch`, sorted by `timestamp`, into one slice per hour.
+pub fn split_by_hour(batch: &RecordBatch) -> Vec<(i64, RecordBatch)> {
+    let Some(ts) = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < ts.len() {
+        let hour = hour_of(ts.value(start));
+        let next = hour + HOUR_MICROS;
+        // Rows are sorted: the hour ends at the first row at or past `next`.
+        let len = ts.values()[start..].partition_point(|&v| v < next);
+        out.push((hour, batch.slice(start, len)));
+        start += len;
+    }
+    out
+}

@@ -1,0 +1,123 @@
+//! `LocalTable`: a DataFusion table over one operator's rows of one table.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, Result};
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+
+use crate::table::TableStore;
+
+/// Reads one consistent snapshot of a table: its batches in memory and its Parquet files.
+/// Filters are pushed into the Parquet reader (row-group and page pruning) and re-checked
+/// above the scan.
+#[derive(Clone)]
+pub struct LocalTable {
+    store: Arc<TableStore>,
+}
+
+impl LocalTable {
+    /// A table provider over `store`.
+    pub fn new(store: Arc<TableStore>) -> LocalTable {
+        LocalTable { store }
+    }
+}
+
+impl fmt::Debug for LocalTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalTable")
+            .field("table", &self.store.table())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for LocalTable {
+    fn schema(&self) -> SchemaRef {
+        self.store.schema().clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = self.schema();
+        let snapshot = self.store.snapshot();
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+
+        if !snapshot.files.is_empty() {
+            let mut source = ParquetSource::new(schema.clone());
+            if let Some(predicate) = conjunction(filters.to_vec()) {
+                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+            }
+            let files = snapshot
+                .files
+                .iter()
+                .map(|f| PartitionedFile::new(f.path.to_string_lossy(), f.bytes))
+                .collect::<Vec<_>>();
+            let groups = split_groups(files, state.config().target_partitions());
+            let config =
+                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                    .with_projection_indices(projection.cloned())?
+                    .with_file_groups(groups)
+                    .with_limit(limit)
+                    .build();
+            inputs.push(DataSourceExec::from_data_source(config));
+        }
+        if !snapshot.memory.is_empty() {
+            let mem = MemorySourceConfig::try_new(
+                &[snapshot.memory],
+                schema.clone(),
+                projection.cloned(),
+            )?
+            .with_limit(limit);
+            inputs.push(DataSourceExec::from_data_source(mem));
+        }
+        if inputs.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema,
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+/// Spreads files over at most `n` groups read in parallel.
+fn split_groups(files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
+    let n = n.clamp(1, files.len().max(1));
+    let mut groups: Vec<Vec<PartitionedFile>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, f) in files.into_iter().enumerate() {
+        groups[i % n].push(f);
+    }
+    groups.into_iter().map(FileGroup::new).collect()
+}
