@@ -1,0 +1,25 @@
+# The targets CI runs. `make test` is the README's test command.
+CARGO ?= cargo
+
+.PHONY: all deps fmt fmt-check clippy test up
+
+all: fmt-check clippy test
+
+deps:
+	bash .ci/deps.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Installs the test clients, checks formatting and lints, then runs every test.
+test: deps fmt-check clippy
+	$(CARGO) test --workspace
+
+up:
+	$(CARGO) run --release -- up

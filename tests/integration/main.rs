@@ -1,0 +1,6 @@
+//! armorlake's integration tests: real processes on 127.0.0.1, driven by the real clients
+//! users have (psql first). One binary for the whole workspace; each module is one area.
+
+mod support;
+
+mod first_slice;
