@@ -1,6 +1,11 @@
 //! armorlake's integration tests: real processes on 127.0.0.1, driven by the real clients
 //! users have (psql first). One binary for the whole workspace; each module is one area.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a failed unwrap fails the test, which is what it should do"
+)]
+
 mod support;
 
 mod first_slice;
