@@ -35,6 +35,11 @@ impl Table {
     /// Every event table, in a fixed order.
     pub const ALL: [Table; 3] = [Table::Alerts, Table::Logs, Table::Messages];
 
+    /// The table's position in [`Table::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The SQL name of the table.
     pub fn name(self) -> &'static str {
         match self {
@@ -225,8 +230,9 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for t in Table::ALL {
+        for (i, t) in Table::ALL.into_iter().enumerate() {
             assert_eq!(Table::from_name(t.name()), Some(t));
+            assert_eq!(t.index(), i);
         }
         assert_eq!(Table::from_name("events"), None);
     }

@@ -77,6 +77,38 @@ pub struct Partition {
     pub max_micros: i64,
 }
 
+/// One KubeArmor stream an operator pulls (endpoint × table), as `armorlake.sources` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The operator pulling it.
+    pub operator: String,
+    /// The KubeArmor address.
+    pub endpoint: String,
+    /// The table the stream fills.
+    pub table: Table,
+    /// `connecting`, `streaming` or `reconnecting`.
+    pub state: String,
+    /// Events received since the operator started.
+    pub events: u64,
+    /// Times the stream was re-opened.
+    pub reconnects: u64,
+    /// Arrival of the last event, microseconds since the epoch.
+    pub last_event_micros: Option<i64>,
+    /// Time spent without a stream, microseconds.
+    pub disconnected_micros: i64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
+/// What an operator reports with each heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeReport {
+    /// Everything it holds, per table and hour.
+    pub partitions: Vec<Partition>,
+    /// Every stream it pulls.
+    pub sources: Vec<Source>,
+}
+
 /// Errors reaching or updating the metadata.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -96,12 +128,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub trait MetaService: Send + Sync + fmt::Debug {
     /// Adds (or re-adds, after a restart) a node.
     async fn register(&self, node: NodeInfo) -> Result<()>;
-    /// Marks a node alive and replaces what it reports holding.
-    async fn heartbeat(&self, node_id: &str, partitions: Vec<Partition>) -> Result<()>;
+    /// Marks a node alive and replaces what it reports holding and pulling.
+    async fn heartbeat(&self, node_id: &str, report: NodeReport) -> Result<()>;
     /// Every registered node.
     async fn nodes(&self) -> Result<Vec<NodeInfo>>;
     /// The partition map.
     async fn partitions(&self) -> Result<Vec<Partition>>;
+    /// Every KubeArmor stream of every operator.
+    async fn sources(&self) -> Result<Vec<Source>>;
     /// A number that changes whenever nodes or partitions change.
     async fn version(&self) -> Result<u64>;
 }
@@ -117,7 +151,7 @@ pub fn now_micros() -> i64 {
 #[derive(Debug, Default)]
 struct State {
     nodes: BTreeMap<String, NodeInfo>,
-    partitions: BTreeMap<String, Vec<Partition>>,
+    reports: BTreeMap<String, NodeReport>,
 }
 
 /// The master's metadata, held in memory.
@@ -151,14 +185,14 @@ impl MetaService for MemoryMeta {
         Ok(())
     }
 
-    async fn heartbeat(&self, node_id: &str, partitions: Vec<Partition>) -> Result<()> {
+    async fn heartbeat(&self, node_id: &str, report: NodeReport) -> Result<()> {
         let mut state = self.write();
         let node = state
             .nodes
             .get_mut(node_id)
             .ok_or_else(|| Error::UnknownNode(node_id.to_string()))?;
         node.heartbeat_micros = now_micros();
-        state.partitions.insert(node_id.to_string(), partitions);
+        state.reports.insert(node_id.to_string(), report);
         Ok(())
     }
 
@@ -167,7 +201,21 @@ impl MetaService for MemoryMeta {
     }
 
     async fn partitions(&self) -> Result<Vec<Partition>> {
-        Ok(self.read().partitions.values().flatten().cloned().collect())
+        let state = self.read();
+        Ok(state
+            .reports
+            .values()
+            .flat_map(|r| r.partitions.clone())
+            .collect())
+    }
+
+    async fn sources(&self) -> Result<Vec<Source>> {
+        let state = self.read();
+        Ok(state
+            .reports
+            .values()
+            .flat_map(|r| r.sources.clone())
+            .collect())
     }
 
     async fn version(&self) -> Result<u64> {
@@ -194,7 +242,7 @@ mod tests {
     async fn heartbeats_replace_partitions_and_bump_the_version() {
         let meta = MemoryMeta::new();
         assert!(matches!(
-            meta.heartbeat("op1", vec![]).await,
+            meta.heartbeat("op1", NodeReport::default()).await,
             Err(Error::UnknownNode(_))
         ));
         meta.register(node("op1")).await.expect("register");
@@ -208,8 +256,12 @@ mod tests {
             min_micros: 1,
             max_micros: 2,
         };
-        meta.heartbeat("op1", vec![p.clone()]).await.expect("hb");
-        meta.heartbeat("op1", vec![p.clone()]).await.expect("hb");
+        let report = NodeReport {
+            partitions: vec![p.clone()],
+            sources: vec![],
+        };
+        meta.heartbeat("op1", report.clone()).await.expect("hb");
+        meta.heartbeat("op1", report).await.expect("hb");
         assert_eq!(meta.partitions().await.expect("partitions"), vec![p]);
         assert!(meta.version().await.expect("version") > v0);
         assert!(meta.nodes().await.expect("nodes")[0].heartbeat_micros > 1);

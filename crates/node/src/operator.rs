@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use armorlake_common::Table;
 use armorlake_ingest::{PullerConfig, SourceStatus};
-use armorlake_meta::{MetaService, NodeInfo, Partition, Role, now_micros};
+use armorlake_meta::{MetaService, NodeInfo, NodeReport, Partition, Role, Source, now_micros};
 use armorlake_query::OperatorHandle;
 use armorlake_storage::{LocalTable, Store, StoreOptions};
 use async_trait::async_trait;
@@ -98,6 +98,7 @@ impl Operator {
         }));
 
         let (reporter, id, every) = (store.clone(), config.id.clone(), config.heartbeat);
+        let statuses = sources.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
@@ -105,8 +106,8 @@ impl Operator {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let partitions = partitions(&id, &reporter);
-                if let Err(e) = meta.heartbeat(&id, partitions).await {
+                let report = report(&id, &reporter, &statuses);
+                if let Err(e) = meta.heartbeat(&id, report).await {
                     tracing::warn!(error = %e, "heartbeat to the master failed");
                 }
             }
@@ -148,9 +149,9 @@ impl Operator {
     }
 }
 
-/// What the operator holds, in the master's terms.
-fn partitions(operator: &str, store: &Store) -> Vec<Partition> {
-    store
+/// What the operator holds and pulls, in the master's terms.
+fn report(operator: &str, store: &Store, sources: &[Arc<SourceStatus>]) -> NodeReport {
+    let partitions = store
         .partitions()
         .into_iter()
         .map(|p| Partition {
@@ -162,7 +163,28 @@ fn partitions(operator: &str, store: &Store) -> Vec<Partition> {
             min_micros: p.min_micros,
             max_micros: p.max_micros,
         })
-        .collect()
+        .collect();
+    let sources = sources
+        .iter()
+        .map(|s| {
+            let s = s.snapshot();
+            Source {
+                operator: operator.to_string(),
+                endpoint: s.endpoint,
+                table: s.table,
+                state: s.state.name().to_string(),
+                events: s.events,
+                reconnects: s.reconnects,
+                last_event_micros: s.last_event_micros,
+                disconnected_micros: s.disconnected_micros,
+                last_error: s.last_error,
+            }
+        })
+        .collect();
+    NodeReport {
+        partitions,
+        sources,
+    }
 }
 
 /// An operator in the query node's process: its scan is the local table scan.

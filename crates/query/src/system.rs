@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use armorlake_common::schema::timestamp_type;
+use armorlake_common::Table;
+use armorlake_common::schema::{TIME_ZONE, timestamp_type};
 use armorlake_meta::MetaService;
-use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -21,6 +22,8 @@ use datafusion::physical_plan::ExecutionPlan;
 enum Kind {
     Nodes,
     Partitions,
+    Sources,
+    Tables,
 }
 
 impl Kind {
@@ -28,6 +31,8 @@ impl Kind {
         match self {
             Kind::Nodes => "nodes",
             Kind::Partitions => "partitions",
+            Kind::Sources => "sources",
+            Kind::Tables => "tables",
         }
     }
 
@@ -35,6 +40,7 @@ impl Kind {
         let ts = |name: &str| Field::new(name, timestamp_type(), false);
         let text = |name: &str| Field::new(name, DataType::Utf8, false);
         let int8 = |name: &str| Field::new(name, DataType::Int64, false);
+        let nullable = |f: Field| f.with_nullable(true);
         Arc::new(Schema::new(match self {
             Kind::Nodes => vec![
                 text("id"),
@@ -53,6 +59,24 @@ impl Kind {
                 ts("min_time"),
                 ts("max_time"),
             ],
+            Kind::Sources => vec![
+                text("operator"),
+                text("endpoint"),
+                text("stream"),
+                text("state"),
+                int8("events"),
+                int8("reconnects"),
+                nullable(ts("last_event")),
+                Field::new("seconds_disconnected", DataType::Float64, false),
+                nullable(text("last_error")),
+            ],
+            Kind::Tables => vec![
+                text("table_name"),
+                int8("rows"),
+                int8("bytes"),
+                nullable(ts("min_time")),
+                nullable(ts("max_time")),
+            ],
         }))
     }
 }
@@ -60,7 +84,7 @@ impl Kind {
 /// The `armorlake` schema over `meta`.
 pub fn schema(meta: Arc<dyn MetaService>) -> MemorySchemaProvider {
     let schema = MemorySchemaProvider::new();
-    for kind in [Kind::Nodes, Kind::Partitions] {
+    for kind in [Kind::Nodes, Kind::Partitions, Kind::Sources, Kind::Tables] {
         let table = SystemTable {
             kind,
             meta: meta.clone(),
@@ -77,10 +101,16 @@ struct SystemTable {
     meta: Arc<dyn MetaService>,
 }
 
-fn ts_array(values: Vec<i64>) -> ArrayRef {
-    Arc::new(
-        TimestampMicrosecondArray::from(values).with_timezone(armorlake_common::schema::TIME_ZONE),
-    )
+fn ts_array(values: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(values).with_timezone(TIME_ZONE))
+}
+
+fn int8_array(values: impl IntoIterator<Item = u64>) -> ArrayRef {
+    Arc::new(Int64Array::from_iter_values(
+        values
+            .into_iter()
+            .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+    ))
 }
 
 fn text_array(values: Vec<String>) -> ArrayRef {
@@ -98,27 +128,56 @@ impl SystemTable {
                     text_array(nodes.iter().map(|n| n.role.name().to_string()).collect()),
                     text_array(nodes.iter().map(|n| n.address.clone()).collect()),
                     text_array(nodes.iter().map(|n| n.version.clone()).collect()),
-                    ts_array(nodes.iter().map(|n| n.registered_micros).collect()),
-                    ts_array(nodes.iter().map(|n| n.heartbeat_micros).collect()),
+                    ts_array(nodes.iter().map(|n| Some(n.registered_micros)).collect()),
+                    ts_array(nodes.iter().map(|n| Some(n.heartbeat_micros)).collect()),
                 ]
             }
             Kind::Partitions => {
                 let parts = self.meta.partitions().await.map_err(external)?;
-                let int8 = |f: fn(&armorlake_meta::Partition) -> u64| -> ArrayRef {
-                    Arc::new(Int64Array::from_iter_values(
-                        parts
-                            .iter()
-                            .map(|p| i64::try_from(f(p)).unwrap_or(i64::MAX)),
-                    ))
-                };
                 vec![
                     text_array(parts.iter().map(|p| p.table.name().to_string()).collect()),
-                    ts_array(parts.iter().map(|p| p.hour_micros).collect()),
+                    ts_array(parts.iter().map(|p| Some(p.hour_micros)).collect()),
                     text_array(parts.iter().map(|p| p.operator.clone()).collect()),
-                    int8(|p| p.rows),
-                    int8(|p| p.bytes),
-                    ts_array(parts.iter().map(|p| p.min_micros).collect()),
-                    ts_array(parts.iter().map(|p| p.max_micros).collect()),
+                    int8_array(parts.iter().map(|p| p.rows)),
+                    int8_array(parts.iter().map(|p| p.bytes)),
+                    ts_array(parts.iter().map(|p| Some(p.min_micros)).collect()),
+                    ts_array(parts.iter().map(|p| Some(p.max_micros)).collect()),
+                ]
+            }
+            Kind::Sources => {
+                let sources = self.meta.sources().await.map_err(external)?;
+                vec![
+                    text_array(sources.iter().map(|s| s.operator.clone()).collect()),
+                    text_array(sources.iter().map(|s| s.endpoint.clone()).collect()),
+                    text_array(sources.iter().map(|s| s.table.name().to_string()).collect()),
+                    text_array(sources.iter().map(|s| s.state.clone()).collect()),
+                    int8_array(sources.iter().map(|s| s.events)),
+                    int8_array(sources.iter().map(|s| s.reconnects)),
+                    ts_array(sources.iter().map(|s| s.last_event_micros).collect()),
+                    Arc::new(Float64Array::from_iter_values(
+                        sources.iter().map(|s| s.disconnected_micros as f64 / 1e6),
+                    )),
+                    Arc::new(StringArray::from_iter(
+                        sources.iter().map(|s| s.last_error.as_deref()),
+                    )),
+                ]
+            }
+            Kind::Tables => {
+                let parts = self.meta.partitions().await.map_err(external)?;
+                let mut totals = [(0u64, 0u64, None::<i64>, None::<i64>); Table::ALL.len()];
+                for p in &parts {
+                    let t = &mut totals[p.table.index()];
+                    t.0 += p.rows;
+                    t.1 += p.bytes;
+                    t.2 = Some(t.2.map_or(p.min_micros, |m| m.min(p.min_micros)));
+                    t.3 = Some(t.3.map_or(p.max_micros, |m| m.max(p.max_micros)));
+                }
+                vec![
+                    text_array(Table::ALL.iter().map(|t| t.name().to_string()).collect()),
+                    int8_array(totals.iter().map(|t| t.0)),
+                    int8_array(totals.iter().map(|t| t.1)),
+                    ts_array(totals.iter().map(|t| t.2).collect()),
+                    ts_array(totals.iter().map(|t| t.3).collect()),
                 ]
             }
         };
