@@ -9,3 +9,4 @@
 mod support;
 
 mod first_slice;
+mod ingest;

@@ -67,8 +67,13 @@ pub struct Sim {
 
 /// Starts `armorlake kubearmor-sim` on a free loopback port.
 pub fn start_sim(rate: u64, seed: u64, extra: &[&str]) -> Sim {
+    start_sim_on("127.0.0.1:0", rate, seed, extra)
+}
+
+/// Starts `armorlake kubearmor-sim` listening on `listen`.
+pub fn start_sim_on(listen: &str, rate: u64, seed: u64, extra: &[&str]) -> Sim {
     let mut cmd = armorlake();
-    cmd.args(["kubearmor-sim", "--listen", "127.0.0.1:0"])
+    cmd.args(["kubearmor-sim", "--listen", listen])
         .args(["--rate", &rate.to_string(), "--seed", &seed.to_string()])
         .args(extra);
     let (proc, line) = Proc::start(cmd, "listening on");
