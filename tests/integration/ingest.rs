@@ -374,12 +374,15 @@ fn streams_reconnect_after_kubearmor_restarts_and_the_gap_is_recorded() {
     eventually(Duration::from_secs(30), "logs after the restart", || {
         (query_i64(port, "SELECT count(*) FROM logs") > at_restart).then_some(())
     });
-    let status = row(
-        port,
-        "SELECT state, reconnects, seconds_disconnected > 0, events > 0 \
-         FROM armorlake.sources WHERE stream = 'logs'",
-    );
-    assert_eq!(status[0], "streaming");
+    // Operators report stream status with their heartbeat: wait for the next one.
+    let status = eventually(Duration::from_secs(30), "the stream to be seen up", || {
+        let status = row(
+            port,
+            "SELECT state, reconnects, seconds_disconnected > 0, events > 0 \
+             FROM armorlake.sources WHERE stream = 'logs'",
+        );
+        (status[0] == "streaming").then_some(status)
+    });
     assert!(status[1].parse::<i64>().unwrap() >= 1, "{status:?}");
     assert_eq!(&status[2..], ["t", "t"]);
 }
@@ -403,4 +406,25 @@ fn an_event_is_queryable_within_a_second_of_being_sent() {
     .parse()
     .unwrap();
     assert!(lag < 5.0, "newest row is {lag:.3} s old");
+}
+
+#[test]
+fn a_filter_kubearmor_rejects_is_reported_as_a_configuration_error() {
+    let sim = start_sim(500, 3, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let up = start_up(dir.path(), &[&sim.addr], &["--alert-filter", "bogus"]);
+    let port = up.pg_port;
+    let error = eventually(Duration::from_secs(30), "the filter error", || {
+        let rows = query(
+            port,
+            "SELECT last_error FROM armorlake.sources WHERE stream = 'alerts'",
+        );
+        rows.first().filter(|e| !e.is_empty()).cloned()
+    });
+    assert!(error.contains("filter 'bogus'"), "{error}");
+    // The other streams are unaffected.
+    eventually(Duration::from_secs(30), "logs", || {
+        (query_i64(port, "SELECT count(*) FROM logs") > 0).then_some(())
+    });
+    assert_eq!(query_i64(port, "SELECT count(*) FROM alerts"), 0);
 }

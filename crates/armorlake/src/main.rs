@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use armorlake_node::{UpConfig, run_up};
+use armorlake_node::{KubeArmorTls, PullOptions, UpConfig, run_up};
 use armorlake_sim::{SimConfig, Simulator};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,18 @@ struct UpArgs {
     /// Events per second of the built-in simulator.
     #[arg(long, value_name = "EVENTS_PER_SEC", default_value_t = 300)]
     simulate: u64,
+    /// WatchAlerts filter sent to KubeArmor: all or policy.
+    #[arg(long, default_value = "all")]
+    alert_filter: String,
+    /// WatchLogs filter sent to KubeArmor: all or system.
+    #[arg(long, default_value = "all")]
+    log_filter: String,
+    /// Reach KubeArmor over TLS, trusting the CA in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    kubearmor_ca: Option<PathBuf>,
+    /// The name KubeArmor's certificate is checked against (default: the endpoint's host).
+    #[arg(long, value_name = "NAME", requires = "kubearmor_ca")]
+    kubearmor_tls_domain: Option<String>,
     /// How often rows held in memory are written to Parquet.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     flush_interval: Duration,
@@ -93,7 +105,20 @@ fn cancel_on_signal(token: CancellationToken) {
 }
 
 async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
+    let tls = match &args.kubearmor_ca {
+        Some(path) => Some(KubeArmorTls {
+            ca_pem: std::fs::read(path)
+                .map_err(|e| format!("reading --kubearmor-ca {}: {e}", path.display()))?,
+            domain: args.kubearmor_tls_domain.clone(),
+        }),
+        None => None,
+    };
     let config = UpConfig {
+        pull: PullOptions {
+            alert_filter: args.alert_filter,
+            log_filter: args.log_filter,
+            tls,
+        },
         data_dir: args.data_dir,
         pg_listen: args.pg_listen,
         kubearmor: args.kubearmor,

@@ -5,5 +5,5 @@ pub mod convert;
 pub mod puller;
 pub mod status;
 
-pub use puller::{BatchSender, PullerConfig};
+pub use puller::{BatchSender, KubeArmorTls, PullerConfig};
 pub use status::{SourceSnapshot, SourceStatus, StreamState};

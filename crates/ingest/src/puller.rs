@@ -17,7 +17,7 @@ use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::convert::{AlertBatchBuilder, LogBatchBuilder, MessageBatchBuilder};
 use crate::status::{SourceStatus, StreamState};
@@ -43,6 +43,17 @@ pub struct PullerConfig {
     pub alert_filter: String,
     /// `RequestMessage.Filter` for WatchLogs: `all` or `system`.
     pub log_filter: String,
+    /// TLS to KubeArmor, when its server has it on.
+    pub tls: Option<KubeArmorTls>,
+}
+
+/// TLS settings for reaching a KubeArmor server.
+#[derive(Debug, Clone)]
+pub struct KubeArmorTls {
+    /// PEM of the CA that signed KubeArmor's certificate.
+    pub ca_pem: Vec<u8>,
+    /// The name to check the certificate against, when it is not the endpoint's host.
+    pub domain: Option<String>,
 }
 
 impl PullerConfig {
@@ -53,6 +64,7 @@ impl PullerConfig {
             operator: operator.into(),
             alert_filter: "all".into(),
             log_filter: "all".into(),
+            tls: None,
         }
     }
 }
@@ -149,14 +161,30 @@ pub fn spawn(
     (vec![alerts, logs, messages], tasks)
 }
 
-fn connect(endpoint: &str) -> Result<LogServiceClient<Channel>, tonic::transport::Error> {
+/// The largest event accepted. KubeArmor's events are about 600 B; anything near this is
+/// garbage, and is refused by the decoder rather than buffered.
+const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+fn connect(config: &PullerConfig) -> Result<LogServiceClient<Channel>, tonic::transport::Error> {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // No request timeout: a Watch call lives as long as the connection. No aggressive
     // keepalive either: KubeArmor refuses clients that ping more often than every 5 minutes.
-    let channel = Endpoint::from_shared(format!("http://{endpoint}"))?
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", config.endpoint))?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect_lazy();
-    Ok(LogServiceClient::new(channel).max_decoding_message_size(16 * 1024 * 1024))
+        .tcp_nodelay(true);
+    if let Some(tls) = &config.tls {
+        let mut tls_config =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some(domain) = &tls.domain {
+            tls_config = tls_config.domain_name(domain.clone());
+        }
+        endpoint = endpoint.tls_config(tls_config)?;
+    }
+    Ok(LogServiceClient::new(endpoint.connect_lazy()).max_decoding_message_size(MAX_EVENT_BYTES))
 }
 
 /// Reads one stream of one endpoint forever: subscribe, batch, reconnect.
@@ -232,7 +260,7 @@ async fn session<B>(
 where
     B: Batcher,
 {
-    let mut client = match connect(&config.endpoint) {
+    let mut client = match connect(config) {
         Ok(c) => c,
         Err(e) => {
             return Ended::Failed {

@@ -8,7 +8,8 @@
 pub mod operator;
 pub mod up;
 
-pub use operator::{Operator, OperatorConfig};
+pub use armorlake_ingest::KubeArmorTls;
+pub use operator::{Operator, OperatorConfig, PullOptions};
 pub use up::{UpConfig, run_up};
 
 /// The armorlake version every node reports.

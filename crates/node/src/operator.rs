@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use armorlake_common::Table;
-use armorlake_ingest::{PullerConfig, SourceStatus};
+use armorlake_ingest::{KubeArmorTls, PullerConfig, SourceStatus};
 use armorlake_meta::{MetaService, NodeInfo, NodeReport, Partition, Role, Source, now_micros};
 use armorlake_query::OperatorHandle;
 use armorlake_storage::{LocalTable, Store, StoreOptions};
@@ -35,10 +35,34 @@ pub struct OperatorConfig {
     pub data_dir: PathBuf,
     /// KubeArmor endpoints (`host:port`) to pull from.
     pub endpoints: Vec<String>,
+    /// How to pull from them: filters and TLS. Its endpoint and operator are set per
+    /// endpoint.
+    pub pull: PullOptions,
     /// Storage behaviour.
     pub store: StoreOptions,
     /// How often it reports to the master.
     pub heartbeat: Duration,
+}
+
+/// How an operator subscribes to KubeArmor.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// WatchAlerts filter: `all` or `policy`.
+    pub alert_filter: String,
+    /// WatchLogs filter: `all` or `system`.
+    pub log_filter: String,
+    /// TLS to KubeArmor, if its servers use it.
+    pub tls: Option<KubeArmorTls>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            alert_filter: "all".into(),
+            log_filter: "all".into(),
+            tls: None,
+        }
+    }
 }
 
 /// A running operator.
@@ -74,7 +98,12 @@ impl Operator {
         let mut tasks = Vec::new();
         let mut sources = Vec::new();
         for endpoint in &config.endpoints {
-            let puller = PullerConfig::new(endpoint.clone(), config.id.clone());
+            let puller = PullerConfig {
+                alert_filter: config.pull.alert_filter.clone(),
+                log_filter: config.pull.log_filter.clone(),
+                tls: config.pull.tls.clone(),
+                ..PullerConfig::new(endpoint.clone(), config.id.clone())
+            };
             let (status, handles) =
                 armorlake_ingest::puller::spawn(puller, sink.clone(), shutdown.clone());
             sources.extend(status);

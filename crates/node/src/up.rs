@@ -14,7 +14,7 @@ use armorlake_storage::StoreOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::operator::{Operator, OperatorConfig};
+use crate::operator::{Operator, OperatorConfig, PullOptions};
 use crate::{Error, Result, VERSION};
 
 /// What `up` runs.
@@ -28,6 +28,8 @@ pub struct UpConfig {
     pub kubearmor: Vec<String>,
     /// Events per second of the built-in simulator.
     pub simulate: u64,
+    /// How to subscribe to KubeArmor.
+    pub pull: PullOptions,
     /// How often rows in memory go to Parquet.
     pub flush_interval: Duration,
 }
@@ -94,6 +96,7 @@ pub async fn run_up(
             address: String::new(),
             data_dir: config.data_dir.clone(),
             endpoints,
+            pull: config.pull.clone(),
             store: StoreOptions {
                 flush_interval: config.flush_interval,
                 ..StoreOptions::default()
