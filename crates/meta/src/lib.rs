@@ -1,17 +1,31 @@
-//! The master's shared metadata: which nodes exist and which operator holds which rows.
+//! The master's shared metadata: which nodes exist, how operators group into clusters,
+//! which tables exist with which Arrow schemas, and which operator holds which rows.
 //!
-//! [`MetaService`] is the interface every role uses to reach the master. [`MemoryMeta`] is
-//! the master's state; `up` hands it to the other roles directly, and the master process
-//! serves the same trait over gRPC to operators and query nodes in other processes.
+//! [`MetaService`] is the interface every role uses to reach the master. [`StoredMeta`] is
+//! the master's state, kept in a [`KvStore`]: [`MemoryMeta`] (in memory) is what `up` hands
+//! to the other roles directly; the `master` process keeps it in a [`RedbStore`] file and
+//! serves it over gRPC ([`serve`], [`MetaServer`]); other processes reach it with
+//! [`GrpcMeta`], which implements the same trait.
+
+mod convert;
+mod grpc;
+mod kv;
+mod redb_store;
+mod stored;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use armorlake_common::Table;
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+
+pub use convert::{schema_from_ipc, schema_to_ipc};
+pub use grpc::{GrpcMeta, MAX_WAIT, MetaServer, serve};
+pub use kv::{Entry, KvStore, MemoryKv, WriteBatch, WriteOp};
+pub use redb_store::RedbStore;
+pub use stored::{META_FILE, MemoryMeta, StoredMeta};
 
 /// What a node does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,6 +70,98 @@ pub struct NodeInfo {
     pub registered_micros: i64,
     /// Its last heartbeat, microseconds since the epoch.
     pub heartbeat_micros: i64,
+    /// The operator cluster (replica group) it belongs to; empty means a cluster of its
+    /// own, named by its id (see [`NodeInfo::cluster_name`]).
+    pub cluster: String,
+}
+
+impl NodeInfo {
+    /// A node registering now: both timestamps are now, and it forms a cluster of its own.
+    pub fn new(
+        id: impl Into<String>,
+        role: Role,
+        address: impl Into<String>,
+        version: impl Into<String>,
+    ) -> NodeInfo {
+        let now = now_micros();
+        NodeInfo {
+            id: id.into(),
+            role,
+            address: address.into(),
+            version: version.into(),
+            registered_micros: now,
+            heartbeat_micros: now,
+            cluster: String::new(),
+        }
+    }
+
+    /// The same node, as a replica of `cluster`.
+    pub fn with_cluster(mut self, cluster: impl Into<String>) -> NodeInfo {
+        self.cluster = cluster.into();
+        self
+    }
+
+    /// The cluster it belongs to: [`NodeInfo::cluster`], or its id when that is empty.
+    pub fn cluster_name(&self) -> &str {
+        if self.cluster.is_empty() {
+            &self.id
+        } else {
+            &self.cluster
+        }
+    }
+}
+
+/// An operator cluster: operators that hold replicas of the same data, so that any live
+/// member can serve a query for the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// Its name ([`NodeInfo::cluster_name`] of its members).
+    pub name: String,
+    /// Ids of its operators, sorted.
+    pub members: Vec<String>,
+}
+
+/// The operator clusters that `nodes` form, sorted by name.
+pub fn clusters(nodes: &[NodeInfo]) -> Vec<Cluster> {
+    let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for node in nodes.iter().filter(|n| n.role == Role::Operator) {
+        groups
+            .entry(node.cluster_name())
+            .or_default()
+            .push(node.id.clone());
+    }
+    groups
+        .into_iter()
+        .map(|(name, mut members)| {
+            members.sort();
+            Cluster {
+                name: name.to_string(),
+                members,
+            }
+        })
+        .collect()
+}
+
+/// A table the cluster stores, with its Arrow schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    /// The SQL name (`alerts`, `logs`, `messages`).
+    pub name: String,
+    /// Its columns.
+    pub schema: SchemaRef,
+}
+
+impl TableInfo {
+    /// The built-in event tables of [`Table::ALL`], with their schemas.
+    pub fn builtin() -> Vec<TableInfo> {
+        Table::ALL
+            .into_iter()
+            .map(|t| TableInfo {
+                name: t.name().to_string(),
+                schema: t.schema(),
+            })
+            .collect()
+    }
 }
 
 /// What one operator holds of one table for one hour.
@@ -118,10 +224,19 @@ pub enum Error {
     /// The master could not be reached.
     #[error("master unreachable: {0}")]
     Unavailable(String),
+    /// The master's store failed to read or write.
+    #[error("metadata store failed: {0}")]
+    Storage(String),
+    /// A message or stored record that does not decode (unknown role or table, bad schema).
+    #[error("invalid metadata: {0}")]
+    Invalid(String),
 }
 
 /// The result of metadata operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How often the default [`MetaService::wait_version`] polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The master's metadata as every role sees it.
 #[async_trait]
@@ -129,6 +244,7 @@ pub trait MetaService: Send + Sync + fmt::Debug {
     /// Adds (or re-adds, after a restart) a node.
     async fn register(&self, node: NodeInfo) -> Result<()>;
     /// Marks a node alive and replaces what it reports holding and pulling.
+    /// [`Error::UnknownNode`] when it never registered.
     async fn heartbeat(&self, node_id: &str, report: NodeReport) -> Result<()>;
     /// Every registered node.
     async fn nodes(&self) -> Result<Vec<NodeInfo>>;
@@ -136,8 +252,43 @@ pub trait MetaService: Send + Sync + fmt::Debug {
     async fn partitions(&self) -> Result<Vec<Partition>>;
     /// Every KubeArmor stream of every operator.
     async fn sources(&self) -> Result<Vec<Source>>;
-    /// A number that changes whenever nodes or partitions change.
+    /// A number that changes whenever nodes, tables or partitions change. It only grows,
+    /// across restarts too, as long as the master keeps its store.
     async fn version(&self) -> Result<u64>;
+
+    /// The tables and their Arrow schemas. By default the built-in event tables.
+    async fn tables(&self) -> Result<Vec<TableInfo>> {
+        Ok(TableInfo::builtin())
+    }
+
+    /// Waits until the version differs from `after` (normally: exceeds it; a lower number
+    /// means the master's store was replaced) or `timeout` passes, and returns the version
+    /// then. A cache refreshes when the answer differs from the version it holds.
+    ///
+    /// The default polls [`MetaService::version`].
+    async fn wait_version(&self, after: u64, timeout: Duration) -> Result<u64> {
+        let deadline = deadline_after(timeout);
+        loop {
+            let version = self.version().await?;
+            let now = tokio::time::Instant::now();
+            if version != after || now >= deadline {
+                return Ok(version);
+            }
+            tokio::time::sleep_until(deadline.min(now + POLL_INTERVAL)).await;
+        }
+    }
+
+    /// The operator clusters, from [`MetaService::nodes`].
+    async fn clusters(&self) -> Result<Vec<Cluster>> {
+        Ok(clusters(&self.nodes().await?))
+    }
+}
+
+/// The instant `timeout` from now; a year from now for longer (or endless) timeouts.
+pub(crate) fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout.min(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 /// Microseconds since the epoch, now.
@@ -148,122 +299,31 @@ pub fn now_micros() -> i64 {
         .unwrap_or_default()
 }
 
-#[derive(Debug, Default)]
-struct State {
-    nodes: BTreeMap<String, NodeInfo>,
-    reports: BTreeMap<String, NodeReport>,
-}
-
-/// The master's metadata, held in memory.
-#[derive(Debug, Default)]
-pub struct MemoryMeta {
-    state: RwLock<State>,
-    version: AtomicU64,
-}
-
-impl MemoryMeta {
-    /// Empty metadata.
-    pub fn new() -> MemoryMeta {
-        MemoryMeta::default()
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.version.fetch_add(1, Ordering::AcqRel);
-        self.state.write().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-#[async_trait]
-impl MetaService for MemoryMeta {
-    async fn register(&self, node: NodeInfo) -> Result<()> {
-        tracing::info!(id = %node.id, role = %node.role, address = %node.address, "node registered");
-        self.write().nodes.insert(node.id.clone(), node);
-        Ok(())
-    }
-
-    async fn heartbeat(&self, node_id: &str, report: NodeReport) -> Result<()> {
-        let mut state = self.write();
-        let node = state
-            .nodes
-            .get_mut(node_id)
-            .ok_or_else(|| Error::UnknownNode(node_id.to_string()))?;
-        node.heartbeat_micros = now_micros();
-        state.reports.insert(node_id.to_string(), report);
-        Ok(())
-    }
-
-    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
-        Ok(self.read().nodes.values().cloned().collect())
-    }
-
-    async fn partitions(&self) -> Result<Vec<Partition>> {
-        let state = self.read();
-        Ok(state
-            .reports
-            .values()
-            .flat_map(|r| r.partitions.clone())
-            .collect())
-    }
-
-    async fn sources(&self) -> Result<Vec<Source>> {
-        let state = self.read();
-        Ok(state
-            .reports
-            .values()
-            .flat_map(|r| r.sources.clone())
-            .collect())
-    }
-
-    async fn version(&self) -> Result<u64> {
-        Ok(self.version.load(Ordering::Acquire))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn node(id: &str) -> NodeInfo {
-        NodeInfo {
-            id: id.into(),
-            role: Role::Operator,
-            address: "127.0.0.1:1".into(),
-            version: "0".into(),
-            registered_micros: 1,
-            heartbeat_micros: 1,
-        }
-    }
-
-    #[tokio::test]
-    async fn heartbeats_replace_partitions_and_bump_the_version() {
-        let meta = MemoryMeta::new();
-        assert!(matches!(
-            meta.heartbeat("op1", NodeReport::default()).await,
-            Err(Error::UnknownNode(_))
-        ));
-        meta.register(node("op1")).await.expect("register");
-        let v0 = meta.version().await.expect("version");
-        let p = Partition {
-            table: Table::Alerts,
-            hour_micros: 0,
-            operator: "op1".into(),
-            rows: 5,
-            bytes: 10,
-            min_micros: 1,
-            max_micros: 2,
-        };
-        let report = NodeReport {
-            partitions: vec![p.clone()],
-            sources: vec![],
-        };
-        meta.heartbeat("op1", report.clone()).await.expect("hb");
-        meta.heartbeat("op1", report).await.expect("hb");
-        assert_eq!(meta.partitions().await.expect("partitions"), vec![p]);
-        assert!(meta.version().await.expect("version") > v0);
-        assert!(meta.nodes().await.expect("nodes")[0].heartbeat_micros > 1);
+    #[test]
+    fn operators_without_a_cluster_form_their_own() {
+        let nodes = vec![
+            NodeInfo::new("op2", Role::Operator, "a:1", "0").with_cluster("east"),
+            NodeInfo::new("op1", Role::Operator, "a:2", "0").with_cluster("east"),
+            NodeInfo::new("op3", Role::Operator, "a:3", "0"),
+            NodeInfo::new("q", Role::Query, "a:4", "0"),
+        ];
+        assert_eq!(
+            clusters(&nodes),
+            vec![
+                Cluster {
+                    name: "east".into(),
+                    members: vec!["op1".into(), "op2".into()],
+                },
+                Cluster {
+                    name: "op3".into(),
+                    members: vec!["op3".into()],
+                },
+            ]
+        );
+        assert!(nodes[3].registered_micros > 0);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use armorlake_common::Table;
 use armorlake_ingest::{KubeArmorTls, PullerConfig, SourceStatus};
-use armorlake_meta::{MetaService, NodeInfo, NodeReport, Partition, Role, Source, now_micros};
+use armorlake_meta::{MetaService, NodeInfo, NodeReport, Partition, Role, Source};
 use armorlake_query::OperatorHandle;
 use armorlake_storage::{LocalTable, Store, StoreOptions};
 use async_trait::async_trait;
@@ -83,15 +83,12 @@ impl Operator {
         shutdown: CancellationToken,
     ) -> Result<Operator> {
         let store = Store::open(&config.data_dir, config.store.clone())?;
-        let now = now_micros();
-        meta.register(NodeInfo {
-            id: config.id.clone(),
-            role: Role::Operator,
-            address: config.address.clone(),
-            version: VERSION.to_string(),
-            registered_micros: now,
-            heartbeat_micros: now,
-        })
+        meta.register(NodeInfo::new(
+            config.id.clone(),
+            Role::Operator,
+            config.address.clone(),
+            VERSION,
+        ))
         .await?;
 
         let (sink, mut queue) = mpsc::channel(WRITE_QUEUE);

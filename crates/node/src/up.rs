@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use armorlake_meta::{MemoryMeta, MetaService, NodeInfo, Role, now_micros};
+use armorlake_meta::{MemoryMeta, MetaService, NodeInfo, Role};
 use armorlake_query::{OperatorHandle, OperatorResolver, QueryEngine};
 use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
@@ -44,17 +44,6 @@ impl OperatorResolver for InProcess {
     }
 }
 
-fn node(id: &str, role: Role, address: String, now: i64) -> NodeInfo {
-    NodeInfo {
-        id: id.into(),
-        role,
-        address,
-        version: VERSION.into(),
-        registered_micros: now,
-        heartbeat_micros: now,
-    }
-}
-
 fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
@@ -86,8 +75,7 @@ pub async fn run_up(
     }
 
     let meta: Arc<dyn MetaService> = Arc::new(MemoryMeta::new());
-    let now = now_micros();
-    meta.register(node("master", Role::Master, String::new(), now))
+    meta.register(NodeInfo::new("master", Role::Master, "", VERSION))
         .await?;
 
     let operator = Operator::start(
@@ -121,7 +109,12 @@ pub async fn run_up(
         .local_addr()
         .map_err(io("reading the PostgreSQL address".into()))?;
     meta_for_query
-        .register(node("query", Role::Query, addr.to_string(), now_micros()))
+        .register(NodeInfo::new(
+            "query",
+            Role::Query,
+            addr.to_string(),
+            VERSION,
+        ))
         .await?;
     ready(addr);
 

@@ -2,8 +2,16 @@
 //!
 //! [`feeder`] is KubeArmor's own API (package `feeder`, service `LogService`), wire-compatible
 //! with KubeArmor v1.7: armorlake's puller is its client, the built-in simulator its server.
+//!
+//! [`meta`] is the master's service (package `armorlake.meta.v1`, service `MetaService`):
+//! operators and query nodes in other processes reach the shared metadata through it.
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod feeder {
     tonic::include_proto!("feeder");
+}
+
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod meta {
+    tonic::include_proto!("armorlake.meta.v1");
 }
