@@ -8,5 +8,6 @@
 
 mod support;
 
+mod durability;
 mod first_slice;
 mod ingest;

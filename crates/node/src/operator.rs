@@ -10,6 +10,7 @@ use armorlake_ingest::{KubeArmorTls, PullerConfig, SourceStatus};
 use armorlake_meta::{MetaService, NodeInfo, NodeReport, Partition, Role, Source};
 use armorlake_query::OperatorHandle;
 use armorlake_storage::{LocalTable, Store, StoreOptions};
+use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::logical_expr::Expr;
@@ -91,7 +92,7 @@ impl Operator {
         ))
         .await?;
 
-        let (sink, mut queue) = mpsc::channel(WRITE_QUEUE);
+        let (sink, queue) = mpsc::channel(WRITE_QUEUE);
         let mut tasks = Vec::new();
         let mut sources = Vec::new();
         for endpoint in &config.endpoints {
@@ -108,14 +109,11 @@ impl Operator {
         }
         drop(sink);
 
-        let writer = store.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some((table, batch)) = queue.recv().await {
-                if let Err(e) = writer.append(table, batch) {
-                    tracing::error!(%table, error = %e, "storing a batch failed");
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(write_loop(
+            store.clone(),
+            queue,
+            shutdown.clone(),
+        )));
 
         let flusher = store.clone();
         let stop = shutdown.clone();
@@ -172,6 +170,45 @@ impl Operator {
             id: self.id.clone(),
             store: self.store.clone(),
         })
+    }
+}
+
+/// Most batches committed together: one WAL write and one fsync for all of them.
+const GROUP_MAX: usize = 64;
+
+/// The operator's single writer. Takes everything the pullers have queued (group commit),
+/// appends it to the WAL with one fsync and makes it queryable. A failed write (disk full)
+/// keeps the group and retries with backoff; meanwhile the queue fills and the pullers wait,
+/// and nothing already stored is touched.
+async fn write_loop(
+    store: Store,
+    mut queue: mpsc::Receiver<(Table, RecordBatch)>,
+    shutdown: CancellationToken,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let (writer, batches) = (store.clone(), group.clone());
+            match tokio::task::spawn_blocking(move || writer.append_many(batches)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "ingest stopped: storing events failed; retrying");
+                }
+                Err(e) => tracing::error!(error = %e, "ingest writer task failed; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
     }
 }
 

@@ -23,6 +23,15 @@ pub enum Error {
         /// The table.
         table: armorlake_common::Table,
     },
+    /// Writing to the write-ahead log failed: the batches were not stored (not acknowledged)
+    /// and nothing of them is left in the log. Retrying later is safe.
+    #[error("write-ahead log segment {segment}: {source}")]
+    Wal {
+        /// The segment being written.
+        segment: u64,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

@@ -1,4 +1,12 @@
 //! Parquet files of one table: writing an hour's sorted rows, and finding what is on disk.
+//!
+//! Two key-value entries in a file's footer tie it to the write-ahead log and to compaction:
+//!
+//! - [`WAL_SEGMENT_KEY`]: the WAL segment the flush that wrote the file had sealed. Every row of
+//!   this table and hour that was in a segment up to that number is in a Parquet file.
+//! - [`REPLACES_KEY`]: for a file written by compaction, the names of the files (same
+//!   directory) it merged. If they are still there when the store opens, a crash hit between
+//!   the merged file's rename and their deletion: they are deleted then.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -6,11 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use armorlake_common::Table;
 use arrow::array::{Array, TimestampMicrosecondArray};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
@@ -22,6 +31,11 @@ pub const HOUR_MICROS: i64 = 3_600_000_000;
 
 /// Rows per Parquet row group: small enough for min/max pruning within an hour.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Footer key: the WAL segment the file's rows are flushed through (see the module doc).
+pub const WAL_SEGMENT_KEY: &str = "armorlake.wal_segment";
+/// Footer key: comma-separated names of the files a compacted file replaces.
+pub const REPLACES_KEY: &str = "armorlake.replaces";
 
 /// One Parquet file of a table, as the store knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +52,9 @@ pub struct FileMeta {
     pub min_micros: i64,
     /// Latest `timestamp` in the file, microseconds.
     pub max_micros: i64,
+    /// Every row of this table and hour from WAL segments up to this one is in Parquet
+    /// (0: the file makes no claim).
+    pub wal_segment: u64,
 }
 
 /// The start of the hour holding `micros`.
@@ -46,7 +63,7 @@ pub fn hour_of(micros: i64) -> i64 {
 }
 
 /// `<data_dir>/<table>/<yyyy-mm-dd>/<hh>`.
-fn hour_dir(data_dir: &Path, table: Table, hour_micros: i64) -> PathBuf {
+pub(crate) fn hour_dir(data_dir: &Path, table: Table, hour_micros: i64) -> PathBuf {
     let t = DateTime::<Utc>::from_timestamp_micros(hour_micros).unwrap_or_default();
     data_dir
         .join(table.name())
@@ -78,33 +95,71 @@ fn unique_name() -> String {
     )
 }
 
-/// Writes `batch` (rows of one hour, sorted by `timestamp`) as a new Parquet file and makes
-/// it durable: written under a temporary name, fsynced, renamed, directory fsynced.
+/// Fsyncs a directory, so a rename or a new file in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(format!("syncing {}", dir.display())))
+}
+
+/// Writes a new Parquet file in `dir` and makes it durable: written under a temporary name,
+/// fsynced, renamed, directory fsynced. `write` feeds the rows (sorted by `timestamp`).
+/// Returns the final path and the file's size.
+pub(crate) fn write_durable(
+    dir: &Path,
+    schema: SchemaRef,
+    metadata: Vec<KeyValue>,
+    write: impl FnOnce(&mut ArrowWriter<File>) -> Result<()>,
+) -> Result<(PathBuf, u64)> {
+    fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let path = dir.join(unique_name());
+    let tmp = path.with_extension("parquet.tmp");
+    let result = (|| {
+        let file = File::create(&tmp).map_err(Error::io(format!("creating {}", tmp.display())))?;
+        let mut writer = ArrowWriter::try_new(file, schema, Some(writer_properties()?))?;
+        for kv in metadata {
+            writer.append_key_value_metadata(kv);
+        }
+        write(&mut writer)?;
+        let file = writer.into_inner()?;
+        file.sync_all()
+            .map_err(Error::io(format!("syncing {}", tmp.display())))?;
+        let bytes = file
+            .metadata()
+            .map_err(Error::io(format!("reading size of {}", tmp.display())))?
+            .len();
+        drop(file);
+        fs::rename(&tmp, &path).map_err(Error::io(format!("renaming {}", tmp.display())))?;
+        Ok(bytes)
+    })();
+    match result {
+        Ok(bytes) => {
+            sync_dir(dir)?;
+            Ok((path, bytes))
+        }
+        Err(e) => {
+            // Best effort: open() removes leftovers too.
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Writes `batch` (rows of one hour, sorted by `timestamp`) as a new durable Parquet file,
+/// recording that it holds the table's rows of this hour through WAL segment `wal_segment`.
 pub fn write_hour(
     data_dir: &Path,
     table: Table,
     hour_micros: i64,
     batch: &RecordBatch,
+    wal_segment: u64,
 ) -> Result<FileMeta> {
     let dir = hour_dir(data_dir, table, hour_micros);
-    fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    let path = dir.join(unique_name());
-    let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp).map_err(Error::io(format!("creating {}", tmp.display())))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()?))?;
-    writer.write(batch)?;
-    let file = writer.into_inner()?;
-    file.sync_all()
-        .map_err(Error::io(format!("syncing {}", tmp.display())))?;
-    let bytes = file
-        .metadata()
-        .map_err(Error::io(format!("reading size of {}", tmp.display())))?
-        .len();
-    drop(file);
-    fs::rename(&tmp, &path).map_err(Error::io(format!("renaming {}", tmp.display())))?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(format!("syncing {}", dir.display())))?;
+    let metadata = vec![KeyValue::new(
+        WAL_SEGMENT_KEY.to_string(),
+        wal_segment.to_string(),
+    )];
+    let (path, bytes) = write_durable(&dir, batch.schema(), metadata, |w| Ok(w.write(batch)?))?;
     let (min_micros, max_micros) = time_range(batch).unwrap_or((hour_micros, hour_micros));
     Ok(FileMeta {
         path,
@@ -113,6 +168,7 @@ pub fn write_hour(
         hour_micros,
         min_micros,
         max_micros,
+        wal_segment,
     })
 }
 
@@ -128,7 +184,8 @@ pub fn time_range(batch: &RecordBatch) -> Option<(i64, i64)> {
 }
 
 /// The Parquet files of `table` under `data_dir`, oldest hour first. Temporary files left
-/// by a crash in the middle of a write are removed.
+/// by a crash in the middle of a write are removed, and so are files a compacted file of the
+/// same hour replaces (a crash between the compacted file's rename and their deletion).
 pub fn scan_dir(data_dir: &Path, table: Table) -> Result<Vec<FileMeta>> {
     let root = data_dir.join(table.name());
     let mut found = Vec::new();
@@ -136,16 +193,38 @@ pub fn scan_dir(data_dir: &Path, table: Table) -> Result<Vec<FileMeta>> {
         return Ok(found);
     }
     for day in read_dir_sorted(&root)? {
+        if !day.is_dir() {
+            continue;
+        }
         for hour in read_dir_sorted(&day)? {
+            if !hour.is_dir() {
+                continue;
+            }
+            let mut in_hour = Vec::new();
+            let mut replaced = Vec::new();
             for path in read_dir_sorted(&hour)? {
                 match path.extension().and_then(|e| e.to_str()) {
-                    Some("parquet") => found.push(read_meta(&path)?),
+                    Some("parquet") => {
+                        let (meta, replaces) = read_meta(&path)?;
+                        replaced.extend(replaces);
+                        in_hour.push(meta);
+                    }
                     Some("tmp") => {
                         tracing::warn!(path = %path.display(), "removing unfinished Parquet file");
                         fs::remove_file(&path)
                             .map_err(Error::io(format!("removing {}", path.display())))?;
                     }
                     _ => {}
+                }
+            }
+            for meta in in_hour {
+                let name = meta.path.file_name().and_then(|n| n.to_str());
+                if name.is_some_and(|n| replaced.iter().any(|r| r == n)) {
+                    tracing::warn!(path = %meta.path.display(), "removing a file already compacted");
+                    fs::remove_file(&meta.path)
+                        .map_err(Error::io(format!("removing {}", meta.path.display())))?;
+                } else {
+                    found.push(meta);
                 }
             }
         }
@@ -163,8 +242,9 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Rows and time range of a Parquet file, from its footer.
-fn read_meta(path: &Path) -> Result<FileMeta> {
+/// Rows, time range and WAL segment of a Parquet file, and the names of the files it
+/// replaces, from its footer.
+fn read_meta(path: &Path) -> Result<(FileMeta, Vec<String>)> {
     let file = File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
     let bytes = file
         .metadata()
@@ -187,14 +267,34 @@ fn read_meta(path: &Path) -> Result<FileMeta> {
     if min > max {
         (min, max) = (0, 0);
     }
-    Ok(FileMeta {
+    let (mut wal_segment, mut replaces) = (0, Vec::new());
+    for kv in meta
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+    {
+        let value = kv.value.as_deref().unwrap_or_default();
+        if kv.key == WAL_SEGMENT_KEY {
+            wal_segment = value.parse().unwrap_or(0);
+        } else if kv.key == REPLACES_KEY {
+            replaces = value
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+    }
+    let meta = FileMeta {
         path: path.to_path_buf(),
         bytes,
         rows,
         hour_micros: hour_of(min),
         min_micros: min,
         max_micros: max,
-    })
+        wal_segment,
+    };
+    Ok((meta, replaces))
 }
 
 /// Splits `batch`, sorted by `timestamp`, into one slice per hour.

@@ -19,6 +19,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 
+use crate::files::FileMeta;
 use crate::table::TableStore;
 
 /// Reads one consistent snapshot of a table: its batches in memory and its Parquet files.
@@ -81,7 +82,10 @@ impl TableProvider for LocalTable {
             let files = snapshot
                 .files
                 .iter()
-                .map(|f| PartitionedFile::new(f.path.to_string_lossy(), f.bytes))
+                .map(|f| {
+                    PartitionedFile::new(f.path.to_string_lossy(), f.bytes)
+                        .with_extension(FileLease(f.clone()))
+                })
                 .collect::<Vec<_>>();
             let groups = split_groups(files, state.config().target_partitions());
             let config =
@@ -111,6 +115,11 @@ impl TableProvider for LocalTable {
         UnionExec::try_new(inputs)
     }
 }
+
+/// Keeps a snapshot's file on disk for as long as the plan reading it lives, even if
+/// compaction or retention removed it from the table meanwhile.
+#[derive(Debug)]
+struct FileLease(#[allow(dead_code)] Arc<FileMeta>);
 
 /// Spreads files over at most `n` groups read in parallel.
 fn split_groups(files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {

@@ -1,0 +1,247 @@
+//! Compaction, retention and the background flusher.
+
+use std::fs;
+
+use arrow::array::Array;
+use datafusion::physical_plan::collect;
+use datafusion::prelude::SessionContext;
+
+use super::*;
+use crate::{CompactionStats, LocalTable};
+
+/// Appends each batch to messages and flushes it into its own files.
+async fn flushed(store: &Store, batches: &[&RecordBatch]) {
+    for b in batches {
+        store.append(Table::Messages, (*b).clone()).unwrap();
+        store.flush().await.unwrap();
+    }
+}
+
+fn timestamps(batches: &[RecordBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let ts = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            ts.values().to_vec()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn compaction_merges_an_hours_files_while_a_scan_still_reads_the_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let m1 = batch(Table::Messages, &[H + 5, H + 1], "m1");
+    let m2 = batch(Table::Messages, &[H + 3, 2 * H + 1], "m2");
+    let m3 = batch(Table::Messages, &[H + 2, H + 4, H + 3], "m3");
+    flushed(&store, &[&m1, &m2, &m3]).await;
+    let all = expected(&[&m1, &m2, &m3]);
+    let table = store.table(Table::Messages);
+    let old: Vec<PathBuf> = table
+        .snapshot()
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    assert_eq!(old.len(), 4);
+
+    // A query planned before compaction, executed after the old files left the table.
+    let ctx = SessionContext::new();
+    ctx.register_table("messages", Arc::new(LocalTable::new(table.clone())))
+        .unwrap();
+    let plan = ctx
+        .sql("select * from messages")
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let snapshot = table.snapshot();
+
+    // The current hour (and one within the grace) is left alone.
+    let stats = store.compact_at(H + 30 * 60_000_000).unwrap();
+    assert_eq!(stats, CompactionStats::default());
+    let stats = store.compact_at(2 * H + 5 * 60_000_000).unwrap();
+    assert_eq!(stats.hours, 0);
+
+    let stats = store.compact_at(10 * H).unwrap();
+    assert_eq!((stats.hours, stats.files_merged, stats.rows), (1, 3, 6));
+    let files = table.snapshot().files;
+    assert_eq!(files.len(), 2);
+    let merged = files.iter().find(|f| f.hour_micros == H).unwrap();
+    assert_eq!(
+        (merged.rows, merged.min_micros, merged.max_micros),
+        (6, H + 1, H + 5)
+    );
+    let merged_rows = read_parquet(&merged.path);
+    assert_eq!(
+        timestamps(&merged_rows),
+        vec![H + 1, H + 2, H + 3, H + 3, H + 4, H + 5]
+    );
+    // Equal timestamps keep the order of the files they came from.
+    let rendered = render(&merged_rows);
+    assert!(rendered[2].contains("m2-") && rendered[3].contains("m3-"));
+    assert_eq!(contents(&store, Table::Messages), all);
+
+    // The snapshot and the plan hold the old files.
+    assert!(old.iter().all(|p| p.exists()));
+    drop(snapshot);
+    store.compact_at(10 * H).unwrap();
+    assert!(old.iter().all(|p| p.exists()));
+    let rows: usize = collect(plan.clone(), ctx.task_ctx())
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 7);
+    drop(plan);
+    drop(ctx);
+    store.compact_at(10 * H).unwrap();
+    assert_eq!(table.retired_files(), 0);
+    let remaining: Vec<_> = old.iter().filter(|p| p.exists()).collect();
+    assert_eq!(remaining.len(), 1, "only hour 2's file is still there");
+
+    drop(store);
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(contents(&store, Table::Messages), all);
+    assert_eq!(store.table(Table::Messages).snapshot().files.len(), 2);
+}
+
+#[tokio::test]
+async fn a_crash_in_the_middle_of_compaction_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let m1 = batch(Table::Messages, &[H + 1, H + 2], "m1");
+    let m2 = batch(Table::Messages, &[H + 3], "m2");
+    let all = expected(&[&m1, &m2]);
+    let old = {
+        let store = Store::open(dir.path(), options()).unwrap();
+        flushed(&store, &[&m1, &m2]).await;
+        let held = store.table(Table::Messages).snapshot();
+        store.compact_at(10 * H).unwrap();
+        let old: Vec<PathBuf> = held.files.iter().map(|f| f.path.clone()).collect();
+        // A crash now: merged file renamed into place, old files not yet deleted.
+        assert!(old.iter().all(|p| p.exists()));
+        old
+    };
+    // And a merge that never reached its rename.
+    let hour = old[0].parent().unwrap();
+    fs::write(hour.join("0000000000000000-0000.parquet.tmp"), b"half").unwrap();
+
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(contents(&store, Table::Messages), all);
+    assert!(old.iter().all(|p| !p.exists()));
+    assert_eq!(parquet_files(dir.path()).len(), 1);
+    assert_eq!(fs::read_dir(hour).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn retention_drops_whole_old_hours_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep_all = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(keep_all.apply_retention(100 * H).unwrap(), 0);
+    drop(keep_all);
+
+    let options = StoreOptions {
+        retention: Some(Duration::from_secs(2 * 3600)),
+        ..options()
+    };
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    let m1 = batch(Table::Messages, &[H + 1, H + 2], "m1");
+    let m2 = batch(Table::Messages, &[2 * H + 1], "m2");
+    let m3 = batch(Table::Messages, &[3 * H + 1], "m3");
+    flushed(&store, &[&m1, &m2, &m3]).await;
+    let hour1 = store.table(Table::Messages).snapshot().files[0]
+        .path
+        .clone();
+    // Still in memory: one batch across hours 1 and 3, one all in hour 1.
+    let m4 = batch(Table::Messages, &[H + 3, 3 * H + 2], "m4");
+    let m5 = batch(Table::Messages, &[H + 4], "m5");
+    store
+        .append_many(vec![
+            (Table::Messages, m4.clone()),
+            (Table::Messages, m5.clone()),
+        ])
+        .unwrap();
+
+    // Now 04:30: the cutoff is 02:30, so hour 1 (ended 02:00) goes, hour 2 (ends 03:00) stays.
+    assert_eq!(store.apply_retention(4 * H + H / 2).unwrap(), 2 + 1 + 1);
+    let left = expected(&[&m2, &m3, &m4.slice(1, 1)]);
+    assert_eq!(contents(&store, Table::Messages), left);
+    assert!(!hour1.exists());
+    assert!(
+        !hour1.parent().unwrap().exists(),
+        "empty hour directory removed"
+    );
+    let hours: Vec<i64> = store.partitions().iter().map(|p| p.hour_micros).collect();
+    assert_eq!(hours, vec![2 * H, 3 * H]);
+    assert_eq!(store.apply_retention(4 * H + H / 2).unwrap(), 0);
+
+    // A restart before the next flush: the rows dropped from memory come back from the WAL
+    // (no file claims hour 1 any more), and the next pass drops them again.
+    drop(store);
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    assert_eq!(store.apply_retention(4 * H + H / 2).unwrap(), 2);
+    assert_eq!(contents(&store, Table::Messages), left);
+    store.flush().await.unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), options).unwrap();
+    assert_eq!(store.apply_retention(4 * H + H / 2).unwrap(), 0);
+    assert_eq!(contents(&store, Table::Messages), left);
+}
+
+#[tokio::test]
+async fn the_flusher_flushes_and_compacts_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        flush_interval: Duration::from_millis(20),
+        maintenance_interval: Duration::from_millis(20),
+        compaction_grace: Duration::ZERO,
+        ..options()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .run_flusher(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
+    let m1 = batch(Table::Messages, &[H + 1], "m1");
+    let m2 = batch(Table::Messages, &[H + 2], "m2");
+    let m3 = batch(Table::Messages, &[H + 3], "m3");
+    let table = store.table(Table::Messages).clone();
+    for b in [&m1, &m2] {
+        store.append(Table::Messages, b.clone()).unwrap();
+        wait_for(|| table.rows_in_memory() == 0).await;
+    }
+    // Two flushes made two files of hour 1; maintenance merges them into one.
+    wait_for(|| table.snapshot().files.len() == 1 && parquet_files(dir.path()).len() == 1).await;
+    store.append(Table::Messages, m3.clone()).unwrap();
+    stop.send(()).unwrap();
+    flusher.await.unwrap();
+    assert_eq!(table.rows_in_memory(), 0, "flushed on shutdown");
+    assert_eq!(
+        contents(&store, Table::Messages),
+        expected(&[&m1, &m2, &m3])
+    );
+}
+
+/// Polls `done` for up to 20 s.
+async fn wait_for(done: impl Fn() -> bool) {
+    for _ in 0..2000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out");
+}
