@@ -58,6 +58,9 @@ struct UpArgs {
     /// How often rows held in memory are written to Parquet.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     flush_interval: Duration,
+    /// Drop whole hours older than this (e.g. 14d); keep everything when absent.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    retention: Option<Duration>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +127,7 @@ async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
         kubearmor: args.kubearmor,
         simulate: args.simulate,
         flush_interval: args.flush_interval,
+        retention: args.retention,
     };
     run_up(config, shutdown, |addr| {
         println!(

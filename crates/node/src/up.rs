@@ -32,6 +32,8 @@ pub struct UpConfig {
     pub pull: PullOptions,
     /// How often rows in memory go to Parquet.
     pub flush_interval: Duration,
+    /// Whole hours older than this are dropped.
+    pub retention: Option<Duration>,
 }
 
 /// Finds the operators of this process.
@@ -87,6 +89,7 @@ pub async fn run_up(
             pull: config.pull.clone(),
             store: StoreOptions {
                 flush_interval: config.flush_interval,
+                retention: config.retention,
                 ..StoreOptions::default()
             },
             heartbeat: Duration::from_secs(1),
