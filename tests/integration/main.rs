@@ -8,6 +8,7 @@
 
 mod support;
 
+mod cluster;
 mod durability;
 mod first_slice;
 mod ingest;

@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use armorlake_node::{KubeArmorTls, PullOptions, UpConfig, run_up};
+use armorlake_node::{
+    KubeArmorTls, OperatorProcess, PullOptions, UpConfig, run_master, run_operator, run_up,
+};
 use armorlake_sim::{SimConfig, Simulator};
+use armorlake_storage::StoreOptions;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +26,10 @@ enum Command {
     /// Run master, operator and query roles in one process (with a built-in KubeArmor
     /// simulator unless --kubearmor is given).
     Up(UpArgs),
+    /// Hold the cluster's shared metadata (nodes, tables, partition map).
+    Master(MasterArgs),
+    /// Pull events from KubeArmor endpoints, store them, and report to the master.
+    Operator(OperatorArgs),
     /// Serve a KubeArmor-compatible gRPC feed (feeder.LogService) of simulated events.
     #[command(name = "kubearmor-sim")]
     KubearmorSim(SimArgs),
@@ -43,6 +50,15 @@ struct UpArgs {
     /// Events per second of the built-in simulator.
     #[arg(long, value_name = "EVENTS_PER_SEC", default_value_t = 300)]
     simulate: u64,
+    #[command(flatten)]
+    pull: PullArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// How an operator subscribes to KubeArmor.
+#[derive(Debug, clap::Args)]
+struct PullArgs {
     /// WatchAlerts filter sent to KubeArmor: all or policy.
     #[arg(long, default_value = "all")]
     alert_filter: String,
@@ -55,12 +71,75 @@ struct UpArgs {
     /// The name KubeArmor's certificate is checked against (default: the endpoint's host).
     #[arg(long, value_name = "NAME", requires = "kubearmor_ca")]
     kubearmor_tls_domain: Option<String>,
+}
+
+impl PullArgs {
+    fn options(self) -> Result<PullOptions, String> {
+        let tls = match &self.kubearmor_ca {
+            Some(path) => Some(KubeArmorTls {
+                ca_pem: std::fs::read(path)
+                    .map_err(|e| format!("reading --kubearmor-ca {}: {e}", path.display()))?,
+                domain: self.kubearmor_tls_domain.clone(),
+            }),
+            None => None,
+        };
+        Ok(PullOptions {
+            alert_filter: self.alert_filter,
+            log_filter: self.log_filter,
+            tls,
+        })
+    }
+}
+
+/// How an operator stores events.
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
     /// How often rows held in memory are written to Parquet.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     flush_interval: Duration,
     /// Drop whole hours older than this (e.g. 14d); keep everything when absent.
     #[arg(long, value_parser = humantime::parse_duration)]
     retention: Option<Duration>,
+}
+
+#[derive(Debug, clap::Args)]
+struct MasterArgs {
+    /// gRPC listener of the metadata service.
+    #[arg(
+        long,
+        env = "ARMORLAKE_MASTER_LISTEN",
+        default_value = "127.0.0.1:50060"
+    )]
+    listen: SocketAddr,
+    /// Where the metadata is kept.
+    #[arg(long, env = "ARMORLAKE_DATA_DIR", default_value = "armorlake-master")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct OperatorArgs {
+    /// The master, e.g. http://127.0.0.1:50060.
+    #[arg(long, env = "ARMORLAKE_MASTER")]
+    master: String,
+    /// The node's name (default: the host name and data directory).
+    #[arg(long)]
+    name: Option<String>,
+    /// Replica group: operators with the same cluster pull the same endpoints.
+    #[arg(long, default_value = "")]
+    cluster: String,
+    /// The address query nodes reach this operator at.
+    #[arg(long, default_value = "127.0.0.1:50061")]
+    advertise: String,
+    /// Where events are stored.
+    #[arg(long, env = "ARMORLAKE_DATA_DIR", default_value = "armorlake-data")]
+    data_dir: PathBuf,
+    /// KubeArmor endpoint to pull from (HOST:PORT); repeat for several.
+    #[arg(long = "kubearmor", value_name = "HOST:PORT", required = true)]
+    kubearmor: Vec<String>,
+    #[command(flatten)]
+    pull: PullArgs,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,27 +186,26 @@ fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
+impl StoreArgs {
+    fn options(self) -> StoreOptions {
+        StoreOptions {
+            flush_interval: self.flush_interval,
+            retention: self.retention,
+            ..StoreOptions::default()
+        }
+    }
+}
+
 async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
-    let tls = match &args.kubearmor_ca {
-        Some(path) => Some(KubeArmorTls {
-            ca_pem: std::fs::read(path)
-                .map_err(|e| format!("reading --kubearmor-ca {}: {e}", path.display()))?,
-            domain: args.kubearmor_tls_domain.clone(),
-        }),
-        None => None,
-    };
+    let store = args.store.options();
     let config = UpConfig {
-        pull: PullOptions {
-            alert_filter: args.alert_filter,
-            log_filter: args.log_filter,
-            tls,
-        },
+        pull: args.pull.options()?,
         data_dir: args.data_dir,
         pg_listen: args.pg_listen,
         kubearmor: args.kubearmor,
         simulate: args.simulate,
-        flush_interval: args.flush_interval,
-        retention: args.retention,
+        flush_interval: store.flush_interval,
+        retention: store.retention,
     };
     run_up(config, shutdown, |addr| {
         println!(
@@ -135,6 +213,36 @@ async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
             addr.ip(),
             addr.port()
         );
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn master(args: MasterArgs, shutdown: CancellationToken) -> Result<(), String> {
+    run_master(args.listen, args.data_dir, shutdown, |addr| {
+        println!("armorlake master is listening on {addr}");
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn operator(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), String> {
+    let name = args.name.unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into());
+        format!("{host}:{}", args.data_dir.display())
+    });
+    let config = OperatorProcess {
+        master: args.master,
+        name: name.clone(),
+        cluster: args.cluster,
+        advertise: args.advertise,
+        data_dir: args.data_dir,
+        kubearmor: args.kubearmor,
+        pull: args.pull.options()?,
+        store: args.store.options(),
+    };
+    run_operator(config, shutdown, || {
+        println!("armorlake operator {name} is running");
     })
     .await
     .map_err(|e| e.to_string())
@@ -179,6 +287,8 @@ fn main() -> ExitCode {
         cancel_on_signal(shutdown.clone());
         match cli.command {
             Command::Up(args) => up(args, shutdown).await,
+            Command::Master(args) => master(args, shutdown).await,
+            Command::Operator(args) => operator(args, shutdown).await,
             Command::KubearmorSim(args) => simulate(args, shutdown).await,
         }
     });

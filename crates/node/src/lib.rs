@@ -6,10 +6,12 @@
 //! separate `master`, `operator` and `query` processes wire gRPC ones.
 
 pub mod operator;
+pub mod roles;
 pub mod up;
 
 pub use armorlake_ingest::KubeArmorTls;
 pub use operator::{Operator, OperatorConfig, PullOptions};
+pub use roles::{OperatorProcess, run_master, run_operator};
 pub use up::{UpConfig, run_up};
 
 /// The armorlake version every node reports.

@@ -30,6 +30,8 @@ const WRITE_QUEUE: usize = 256;
 pub struct OperatorConfig {
     /// The node's unique name.
     pub id: String,
+    /// Its replica group (operators pulling the same endpoints); empty: its own.
+    pub cluster: String,
     /// Where query nodes reach it.
     pub address: String,
     /// Where its tables live.
@@ -84,12 +86,15 @@ impl Operator {
         shutdown: CancellationToken,
     ) -> Result<Operator> {
         let store = Store::open(&config.data_dir, config.store.clone())?;
-        meta.register(NodeInfo::new(
-            config.id.clone(),
-            Role::Operator,
-            config.address.clone(),
-            VERSION,
-        ))
+        meta.register(
+            NodeInfo::new(
+                config.id.clone(),
+                Role::Operator,
+                config.address.clone(),
+                VERSION,
+            )
+            .with_cluster(config.cluster.clone()),
+        )
         .await?;
 
         let (sink, queue) = mpsc::channel(WRITE_QUEUE);

@@ -83,6 +83,7 @@ pub async fn run_up(
     let operator = Operator::start(
         OperatorConfig {
             id: "operator".into(),
+            cluster: String::new(),
             address: String::new(),
             data_dir: config.data_dir.clone(),
             endpoints,
