@@ -147,8 +147,14 @@ impl Store {
     }
 
     /// Writes every table's rows held in memory to Parquet, then deletes the WAL segments
-    /// they came from. Rows appended meanwhile stay in memory (and in the WAL).
+    /// they came from. Rows appended meanwhile stay in memory (and in the WAL). Runs as its
+    /// own task: dropping the returned future does not stop a flush half-way.
     pub async fn flush(&self) -> Result<()> {
+        let store = self.clone();
+        tokio::spawn(async move { store.flush_now().await }).await?
+    }
+
+    async fn flush_now(&self) -> Result<()> {
         let _one_at_a_time = self.flush_lock.lock().await;
         let wal = self.wal.clone();
         let sealed = tokio::task::spawn_blocking(move || wal::lock(&wal).rotate()).await??;
@@ -229,7 +235,9 @@ impl Store {
 
     /// Drops every hour whose end is older than `now_micros` minus the retention: its files
     /// and its rows still in memory. Returns the rows dropped (0 without a retention).
-    /// Blocking (run it in `spawn_blocking`).
+    /// Blocking (run it in `spawn_blocking`). Rows dropped from memory are still in the WAL
+    /// until the next flush: after a restart before it they are back until the next pass
+    /// (`run_flusher` runs one at start).
     pub fn apply_retention(&self, now_micros: i64) -> Result<u64> {
         let Some(retention) = self.options.retention else {
             return Ok(0);

@@ -113,6 +113,28 @@ async fn compaction_merges_an_hours_files_while_a_scan_still_reads_the_old_ones(
 }
 
 #[tokio::test]
+async fn compaction_merges_large_interleaved_files_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    const ROWS: i64 = 20_000;
+    let mut batches = Vec::new();
+    for k in 0..3 {
+        // File k holds H + 3i + k, appended in reverse order (the flush sorts).
+        let ts: Vec<i64> = (0..ROWS).rev().map(|i| H + 3 * i + k).collect();
+        batches.push(batch(Table::Messages, &ts, &format!("f{k}")));
+    }
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    flushed(&store, &refs).await;
+    let stats = store.compact_at(10 * H).unwrap();
+    assert_eq!((stats.files_merged, stats.rows), (3, 3 * ROWS as u64));
+    let files = store.table(Table::Messages).snapshot().files;
+    assert_eq!(files.len(), 1);
+    let ts = timestamps(&read_parquet(&files[0].path));
+    assert_eq!(ts, (0..3 * ROWS).map(|i| H + i).collect::<Vec<_>>());
+    assert_eq!(contents(&store, Table::Messages), expected(&refs));
+}
+
+#[tokio::test]
 async fn a_crash_in_the_middle_of_compaction_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let m1 = batch(Table::Messages, &[H + 1, H + 2], "m1");

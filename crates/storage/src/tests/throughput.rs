@@ -79,22 +79,6 @@ fn wal_throughput() {
         encode.as_secs_f64() * 1e6 / BATCHES as f64,
         bytes as f64 / encode.as_secs_f64() / 1e6,
     );
-    let t = Instant::now();
-    let mut compressed = 0usize;
-    for b in &batches {
-        let mut enc = StreamEncoder::try_new(b.schema_ref()).unwrap();
-        for buf in enc.encode(b).unwrap() {
-            compressed += lz4_flex::block::compress_prepend_size(buf.as_slice()).len();
-        }
-    }
-    let lz4 = t.elapsed();
-    println!(
-        "lz4 over the IPC buffers: {:.0} B/event ({:.1}x smaller), {:.0} µs/batch ({:.0} MB/s in)",
-        compressed as f64 / events,
-        bytes as f64 / compressed as f64,
-        lz4.as_secs_f64() * 1e6 / BATCHES as f64,
-        bytes as f64 / lz4.as_secs_f64() / 1e6,
-    );
     drop(records);
     for rows in [1, 16, ROWS] {
         let b = alerts(rows, 7);
