@@ -197,15 +197,13 @@ impl StoreArgs {
 }
 
 async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
-    let store = args.store.options();
     let config = UpConfig {
         pull: args.pull.options()?,
         data_dir: args.data_dir,
         pg_listen: args.pg_listen,
         kubearmor: args.kubearmor,
         simulate: args.simulate,
-        flush_interval: store.flush_interval,
-        retention: store.retention,
+        store: args.store.options(),
     };
     run_up(config, shutdown, |addr| {
         println!(

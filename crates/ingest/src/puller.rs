@@ -212,7 +212,7 @@ async fn pull<B>(
             outcome = session(&config, table, &mut batcher, &status, &sink) => outcome,
         };
         // Whatever was batched before the stream broke is kept.
-        if batcher.len() > 0 && sink.send((table, batcher.finish())).await.is_err() {
+        if batcher.len() > 0 && !hand_off(table, &mut batcher, &status, &sink).await {
             return;
         }
         match outcome {
@@ -286,7 +286,7 @@ where
             next = stream.next() => next,
             _ = sleep_until(deadline) => {
                 deadline = None;
-                if sink.send((table, batcher.finish())).await.is_err() {
+                if !hand_off(table, batcher, status, sink).await {
                     return Ended::SinkClosed;
                 }
                 continue;
@@ -296,10 +296,9 @@ where
             Some(Ok(event)) => {
                 batcher.append(&event);
                 events += 1;
-                status.received();
                 if batcher.len() >= BATCH_ROWS {
                     deadline = None;
-                    if sink.send((table, batcher.finish())).await.is_err() {
+                    if !hand_off(table, batcher, status, sink).await {
                         return Ended::SinkClosed;
                     }
                 } else if deadline.is_none() {
@@ -315,6 +314,18 @@ where
             None => return Ended::Closed { events },
         }
     }
+}
+
+/// Hands the batched events to the writer and counts them as received (once per batch, not
+/// per event). False when the writer is gone.
+async fn hand_off<B: Batcher>(
+    table: Table,
+    batcher: &mut B,
+    status: &SourceStatus,
+    sink: &BatchSender,
+) -> bool {
+    status.received(batcher.len() as u64);
+    sink.send((table, batcher.finish())).await.is_ok()
 }
 
 /// Sleeps until `deadline`, or forever when there is none.

@@ -105,8 +105,8 @@ impl SourceStatus {
         state.0 = StreamState::Streaming;
     }
 
-    pub(crate) fn received(&self) {
-        self.events.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn received(&self, events: u64) {
+        self.events.fetch_add(events, Ordering::Relaxed);
         self.last_event_micros
             .store(now_micros(), Ordering::Relaxed);
     }

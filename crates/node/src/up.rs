@@ -30,10 +30,8 @@ pub struct UpConfig {
     pub simulate: u64,
     /// How to subscribe to KubeArmor.
     pub pull: PullOptions,
-    /// How often rows in memory go to Parquet.
-    pub flush_interval: Duration,
-    /// Whole hours older than this are dropped.
-    pub retention: Option<Duration>,
+    /// How the operator stores events (flush interval, retention, …).
+    pub store: StoreOptions,
 }
 
 /// Finds the operators of this process.
@@ -88,11 +86,7 @@ pub async fn run_up(
             data_dir: config.data_dir.clone(),
             endpoints,
             pull: config.pull.clone(),
-            store: StoreOptions {
-                flush_interval: config.flush_interval,
-                retention: config.retention,
-                ..StoreOptions::default()
-            },
+            store: config.store.clone(),
             heartbeat: Duration::from_secs(1),
         },
         meta.clone(),
