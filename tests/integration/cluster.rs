@@ -34,6 +34,8 @@ fn operators_report_to_a_master_that_survives_a_restart() {
         "op-a",
         "--cluster",
         "east",
+        "--listen",
+        "127.0.0.1:0",
     ])
     .args([
         "--kubearmor",

@@ -9,6 +9,7 @@
 mod support;
 
 mod cluster;
+mod distributed;
 mod durability;
 mod first_slice;
 mod ingest;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use armorlake_node::{
-    KubeArmorTls, OperatorProcess, PullOptions, UpConfig, run_master, run_operator, run_up,
+    KubeArmorTls, OperatorProcess, PullOptions, QueryProcess, UpConfig, run_master, run_operator,
+    run_query, run_up,
 };
 use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
@@ -28,8 +29,12 @@ enum Command {
     Up(UpArgs),
     /// Hold the cluster's shared metadata (nodes, tables, partition map).
     Master(MasterArgs),
-    /// Pull events from KubeArmor endpoints, store them, and report to the master.
+    /// Pull events from KubeArmor endpoints, store them, report to the master, and run the
+    /// query fragments query nodes send.
     Operator(OperatorArgs),
+    /// Serve PostgreSQL clients over the whole cluster: plan each query, run its fragments on
+    /// the operators holding the data, merge the results.
+    Query(QueryArgs),
     /// Serve a KubeArmor-compatible gRPC feed (feeder.LogService) of simulated events.
     #[command(name = "kubearmor-sim")]
     KubearmorSim(SimArgs),
@@ -127,8 +132,11 @@ struct OperatorArgs {
     /// Replica group: operators with the same cluster pull the same endpoints.
     #[arg(long, default_value = "")]
     cluster: String,
-    /// The address query nodes reach this operator at.
-    #[arg(long, default_value = "127.0.0.1:50061")]
+    /// Where query fragments are served (gRPC).
+    #[arg(long, env = "ARMORLAKE_LISTEN", default_value = "127.0.0.1:50061")]
+    listen: SocketAddr,
+    /// The address query nodes reach this operator at (default: the bound --listen address).
+    #[arg(long, default_value = "")]
     advertise: String,
     /// Where events are stored.
     #[arg(long, env = "ARMORLAKE_DATA_DIR", default_value = "armorlake-data")]
@@ -140,6 +148,19 @@ struct OperatorArgs {
     pull: PullArgs,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    /// The master, e.g. http://127.0.0.1:50060.
+    #[arg(long, env = "ARMORLAKE_MASTER")]
+    master: String,
+    /// The node's name (default: query@ and the PostgreSQL listener).
+    #[arg(long)]
+    name: Option<String>,
+    /// PostgreSQL wire protocol listener.
+    #[arg(long, env = "ARMORLAKE_PG_LISTEN", default_value = "127.0.0.1:5433")]
+    pg_listen: SocketAddr,
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,6 +180,10 @@ struct SimArgs {
     /// Stop after this many events in total (the streams stay open).
     #[arg(long)]
     count: Option<u64>,
+    /// Give events fixed times from TIME on (RFC 3339): event n happens at TIME + n/rate, or
+    /// at full speed at TIME + n ms, so every subscriber receives identical events.
+    #[arg(long, value_name = "TIME")]
+    start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
@@ -233,14 +258,34 @@ async fn operator(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         master: args.master,
         name: name.clone(),
         cluster: args.cluster,
+        listen: args.listen,
         advertise: args.advertise,
         data_dir: args.data_dir,
         kubearmor: args.kubearmor,
         pull: args.pull.options()?,
         store: args.store.options(),
     };
-    run_operator(config, shutdown, || {
-        println!("armorlake operator {name} is running");
+    run_operator(config, shutdown, |addr| {
+        println!("armorlake operator {name} is running, serving queries on {addr}");
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn query(args: QueryArgs, shutdown: CancellationToken) -> Result<(), String> {
+    let config = QueryProcess {
+        master: args.master,
+        name: args
+            .name
+            .unwrap_or_else(|| format!("query@{}", args.pg_listen)),
+        pg_listen: args.pg_listen,
+    };
+    run_query(config, shutdown, |addr| {
+        println!(
+            "armorlake query node is ready: psql -h {} -p {} -U armorlake kubearmor",
+            addr.ip(),
+            addr.port()
+        );
     })
     .await
     .map_err(|e| e.to_string())
@@ -251,12 +296,16 @@ async fn simulate(args: SimArgs, shutdown: CancellationToken) -> Result<(), Stri
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let sim = Simulator::new(SimConfig {
+    let config = SimConfig {
         rate: args.rate,
         seed: args.seed,
         nodes: args.nodes.max(1),
         count: args.count,
-    });
+    };
+    let sim = match args.start {
+        Some(start) => Simulator::starting_at(config, start),
+        None => Simulator::new(config),
+    };
     println!("kubearmor-sim is listening on {addr}");
     sim.serve(listener, shutdown.cancelled_owned())
         .await
@@ -287,6 +336,7 @@ fn main() -> ExitCode {
             Command::Up(args) => up(args, shutdown).await,
             Command::Master(args) => master(args, shutdown).await,
             Command::Operator(args) => operator(args, shutdown).await,
+            Command::Query(args) => query(args, shutdown).await,
             Command::KubearmorSim(args) => simulate(args, shutdown).await,
         }
     });

@@ -7,6 +7,7 @@
 //! serves it over gRPC ([`serve`], [`MetaServer`]); other processes reach it with
 //! [`GrpcMeta`], which implements the same trait.
 
+mod cache;
 mod convert;
 mod grpc;
 mod kv;
@@ -21,6 +22,7 @@ use armorlake_common::Table;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 
+pub use cache::CachedMeta;
 pub use convert::{schema_from_ipc, schema_to_ipc};
 pub use grpc::{GrpcMeta, MAX_WAIT, MetaServer, serve};
 pub use kv::{Entry, KvStore, MemoryKv, WriteBatch, WriteOp};

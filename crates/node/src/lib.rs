@@ -1,9 +1,10 @@
 //! armorlake's node roles and `up`, which runs them all in one process.
 //!
 //! Roles meet only through interfaces: operators report to the master through
-//! [`armorlake_meta::MetaService`], the query node reaches operators through
-//! [`armorlake_query::OperatorHandle`]. `up` wires in-process implementations of both; the
-//! separate `master`, `operator` and `query` processes wire gRPC ones.
+//! [`armorlake_meta::MetaService`]; query plans reach an operator's rows through
+//! [`armorlake_query::OperatorHandle`], in the operator's own process (its worker) or in
+//! `up`'s. `up` wires in-process implementations; the separate `master`, `operator` and
+//! `query` processes wire gRPC ones.
 
 pub mod operator;
 pub mod roles;
@@ -11,7 +12,7 @@ pub mod up;
 
 pub use armorlake_ingest::KubeArmorTls;
 pub use operator::{Operator, OperatorConfig, PullOptions};
-pub use roles::{OperatorProcess, run_master, run_operator};
+pub use roles::{OperatorProcess, QueryProcess, run_master, run_operator, run_query};
 pub use up::{UpConfig, run_up};
 
 /// The armorlake version every node reports.

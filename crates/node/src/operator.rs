@@ -8,7 +8,7 @@ use std::time::Duration;
 use armorlake_common::Table;
 use armorlake_ingest::{KubeArmorTls, PullerConfig, SourceStatus};
 use armorlake_meta::{MetaService, NodeInfo, NodeReport, Partition, Role, Source};
-use armorlake_query::OperatorHandle;
+use armorlake_query::{LocalOperator, OperatorHandle};
 use armorlake_storage::{LocalTable, Store, StoreOptions};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -71,7 +71,7 @@ impl Default for PullOptions {
 /// A running operator.
 #[derive(Debug)]
 pub struct Operator {
-    id: String,
+    cluster: String,
     store: Store,
     sources: Vec<Arc<SourceStatus>>,
     tasks: Vec<JoinHandle<()>>,
@@ -142,8 +142,12 @@ impl Operator {
             }
         }));
 
+        let cluster = match config.cluster.is_empty() {
+            true => config.id.clone(),
+            false => config.cluster.clone(),
+        };
         Ok(Operator {
-            id: config.id,
+            cluster,
             store,
             sources,
             tasks,
@@ -169,12 +173,13 @@ impl Operator {
         }
     }
 
-    /// A handle the query node plans against.
-    pub fn handle(&self) -> Arc<dyn OperatorHandle> {
-        Arc::new(LocalOperator {
-            id: self.id.clone(),
-            store: self.store.clone(),
-        })
+    /// Its rows, for the query plans that run in this process (its worker, or `up`'s
+    /// query engine).
+    pub fn local(&self) -> LocalOperator {
+        LocalOperator {
+            cluster: self.cluster.clone(),
+            handle: Arc::new(StoreScan(self.store.clone())),
+        }
     }
 }
 
@@ -255,19 +260,12 @@ fn report(operator: &str, store: &Store, sources: &[Arc<SourceStatus>]) -> NodeR
     }
 }
 
-/// An operator in the query node's process: its scan is the local table scan.
+/// Scans of the operator's own store.
 #[derive(Debug)]
-struct LocalOperator {
-    id: String,
-    store: Store,
-}
+struct StoreScan(Store);
 
 #[async_trait]
-impl OperatorHandle for LocalOperator {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
+impl OperatorHandle for StoreScan {
     async fn scan(
         &self,
         state: &dyn Session,
@@ -276,7 +274,7 @@ impl OperatorHandle for LocalOperator {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        LocalTable::new(self.store.table(table).clone())
+        LocalTable::new(self.0.table(table).clone())
             .scan(state, projection, filters, limit)
             .await
     }

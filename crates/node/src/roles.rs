@@ -1,20 +1,20 @@
-//! The roles as separate processes: `armorlake master` and `armorlake operator`.
-//!
-//! The query role across processes comes with the distributed query path (datafusion-
-//! distributed workers on the operators); until then `up` is the way to query.
+//! The roles as separate processes: `armorlake master`, `armorlake operator` and
+//! `armorlake query`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use armorlake_meta::{GrpcMeta, MetaService, StoredMeta};
+use armorlake_meta::{CachedMeta, GrpcMeta, MetaService, NodeInfo, Role, StoredMeta};
+use armorlake_query::{Liveness, QueryEngine};
 use armorlake_storage::StoreOptions;
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::operator::{Operator, OperatorConfig, PullOptions};
-use crate::{Error, Result};
+use crate::{Error, Result, VERSION};
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
@@ -53,7 +53,9 @@ pub struct OperatorProcess {
     pub name: String,
     /// Its replica group; empty: its own.
     pub cluster: String,
-    /// The address query nodes reach it at.
+    /// Where it serves query fragments (datafusion-distributed's worker service).
+    pub listen: SocketAddr,
+    /// The address query nodes reach it at; empty: the bound `listen` address.
     pub advertise: String,
     /// Where its tables live.
     pub data_dir: PathBuf,
@@ -65,19 +67,30 @@ pub struct OperatorProcess {
     pub store: StoreOptions,
 }
 
-/// Runs an operator reporting to a remote master until `shutdown`; `ready` is called once it
-/// has registered and started pulling.
+/// Runs an operator reporting to a remote master until `shutdown`; `ready` is called with
+/// its worker address once it has registered, started pulling and serves query fragments.
 pub async fn run_operator(
     config: OperatorProcess,
     shutdown: CancellationToken,
-    ready: impl FnOnce(),
+    ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
     let meta: Arc<dyn MetaService> = Arc::new(GrpcMeta::connect_lazy(&config.master)?);
+    let listener = TcpListener::bind(config.listen).await.map_err(io(format!(
+        "binding the operator listener {}",
+        config.listen
+    )))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io("reading the operator's address".into()))?;
+    let advertise = match config.advertise.is_empty() {
+        true => addr.to_string(),
+        false => config.advertise,
+    };
     let operator = Operator::start(
         OperatorConfig {
             id: config.name,
             cluster: config.cluster,
-            address: config.advertise,
+            address: advertise,
             data_dir: config.data_dir,
             endpoints: config.kubearmor,
             pull: config.pull,
@@ -85,10 +98,91 @@ pub async fn run_operator(
             heartbeat: Duration::from_secs(1),
         },
         meta,
-        shutdown,
+        shutdown.clone(),
     )
     .await?;
-    ready();
+    let worker = armorlake_query::worker(operator.local());
+    let served = tonic::transport::Server::builder()
+        .add_service(worker.into_worker_server())
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    ready(addr);
+    let served = served.await;
     operator.join().await;
-    Ok(())
+    served.map_err(|e| Error::Io {
+        context: "serving query fragments".into(),
+        source: std::io::Error::other(e),
+    })
+}
+
+/// What `armorlake query` runs.
+#[derive(Debug, Clone)]
+pub struct QueryProcess {
+    /// The master's URL (`http://host:port`).
+    pub master: String,
+    /// The node's name.
+    pub name: String,
+    /// The PostgreSQL listener.
+    pub pg_listen: SocketAddr,
+}
+
+/// How often a query node probes the operators.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs a query node until `shutdown`: its catalog comes from the master (cached, so it goes
+/// on while the master is away) and its queries run on the operators. `ready` receives the
+/// PostgreSQL address.
+pub async fn run_query(
+    config: QueryProcess,
+    shutdown: CancellationToken,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let master: Arc<dyn MetaService> = Arc::new(GrpcMeta::connect_lazy(&config.master)?);
+    let meta = CachedMeta::new(master.clone());
+    if let Err(e) = meta.refresh().await {
+        tracing::warn!(error = %e, "master unreachable at start; the catalog fills once it answers");
+    }
+    tokio::spawn(meta.clone().run(shutdown.clone().cancelled_owned()));
+    let liveness = Liveness::new();
+    tokio::spawn(
+        liveness
+            .clone()
+            .run_prober(meta.clone(), PROBE_INTERVAL, shutdown.clone()),
+    );
+    let engine = QueryEngine::new(meta, liveness, None)?;
+    let listener = TcpListener::bind(config.pg_listen)
+        .await
+        .map_err(io(format!(
+            "binding PostgreSQL listener {}",
+            config.pg_listen
+        )))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io("reading the PostgreSQL address".into()))?;
+    let node = NodeInfo::new(config.name, Role::Query, addr.to_string(), VERSION);
+    tokio::spawn(register_until_accepted(master, node, shutdown.clone()));
+    ready(addr);
+    armorlake_query::pg::serve(listener, &engine, shutdown.cancelled_owned())
+        .await
+        .map_err(io("serving PostgreSQL".into()))
+}
+
+/// Registers `node` with the master, retrying while it is unreachable.
+async fn register_until_accepted(
+    master: Arc<dyn MetaService>,
+    node: NodeInfo,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match master.register(node.clone()).await {
+            Ok(()) => return,
+            Err(e) => tracing::debug!(error = %e, "registering with the master failed; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }

@@ -1,14 +1,13 @@
 //! `armorlake up`: master, operator and query roles in one process, fed by the built-in
 //! KubeArmor simulator unless real endpoints are given.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use armorlake_meta::{MemoryMeta, MetaService, NodeInfo, Role};
-use armorlake_query::{OperatorHandle, OperatorResolver, QueryEngine};
+use armorlake_query::{Liveness, QueryEngine};
 use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
 use tokio::net::TcpListener;
@@ -32,16 +31,6 @@ pub struct UpConfig {
     pub pull: PullOptions,
     /// How the operator stores events (flush interval, retention, …).
     pub store: StoreOptions,
-}
-
-/// Finds the operators of this process.
-#[derive(Debug)]
-struct InProcess(HashMap<String, Arc<dyn OperatorHandle>>);
-
-impl OperatorResolver for InProcess {
-    fn resolve(&self, node: &NodeInfo) -> Option<Arc<dyn OperatorHandle>> {
-        self.0.get(&node.id).cloned()
-    }
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -94,9 +83,10 @@ pub async fn run_up(
     )
     .await?;
 
-    let resolver = InProcess(HashMap::from([("operator".to_string(), operator.handle())]));
+    // The query engine plans as on a query node; the scans of this process's operator run
+    // here, without a network hop.
     let meta_for_query = meta.clone();
-    let engine = QueryEngine::new(meta, Arc::new(resolver))?;
+    let engine = QueryEngine::new(meta, Liveness::new(), Some(operator.local()))?;
     let listener = TcpListener::bind(config.pg_listen)
         .await
         .map_err(io(format!(

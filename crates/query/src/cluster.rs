@@ -1,42 +1,37 @@
-//! `ClusterTable`: an event table whose rows live on the operators.
+//! `ClusterTable`: an event table whose rows live on the operators. Its scan picks the
+//! operator clusters whose partitions can hold rows in the query's time range, and for each
+//! a live member to serve it.
 
-use std::fmt;
 use std::sync::Arc;
 
 use armorlake_common::Table;
-use armorlake_meta::{MetaService, NodeInfo, Role};
+use armorlake_common::schema::{TIMESTAMP_COLUMN, timestamp_type};
+use armorlake_meta::{MetaService, NodeInfo, Partition, Role};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::config::ConfigExtension;
+use datafusion::common::extensions_options;
+use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::union::UnionExec;
 
-/// What a query node needs of an operator: a plan fragment scanning its rows of a table.
-#[async_trait]
-pub trait OperatorHandle: Send + Sync + fmt::Debug {
-    /// The operator's node id.
-    fn id(&self) -> &str;
+use crate::distribute::{Liveness, worker_url};
+use crate::scan::{LocalOperator, OperatorScanExec, TaskTarget};
 
-    /// A plan reading the operator's rows of `table`, with the projection and filters
-    /// applied as far as the operator can (filters are re-checked above it).
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        table: Table,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>>;
+extensions_options! {
+    /// armorlake's session settings (`SET armorlake.…`).
+    pub struct ArmorlakeOptions {
+        /// Answer from the reachable operators when a cluster has no live member, instead
+        /// of failing.
+        pub allow_partial_results: bool, default = false
+    }
 }
 
-/// Finds the handle of a registered operator.
-pub trait OperatorResolver: Send + Sync + fmt::Debug {
-    /// The handle for `node`, or `None` when it cannot be reached.
-    fn resolve(&self, node: &NodeInfo) -> Option<Arc<dyn OperatorHandle>>;
+impl ConfigExtension for ArmorlakeOptions {
+    const PREFIX: &'static str = "armorlake";
 }
 
 /// An event table spanning every operator of the cluster.
@@ -44,21 +39,93 @@ pub trait OperatorResolver: Send + Sync + fmt::Debug {
 pub struct ClusterTable {
     table: Table,
     meta: Arc<dyn MetaService>,
-    resolver: Arc<dyn OperatorResolver>,
+    liveness: Arc<Liveness>,
+    local: Option<String>,
 }
 
 impl ClusterTable {
-    /// The cluster-wide table `table`.
+    /// The cluster-wide `table`, as `meta` describes the operators; `local` is the cluster
+    /// of the operator in this process, if any.
     pub fn new(
         table: Table,
         meta: Arc<dyn MetaService>,
-        resolver: Arc<dyn OperatorResolver>,
+        liveness: Arc<Liveness>,
+        local: Option<&LocalOperator>,
     ) -> ClusterTable {
         ClusterTable {
             table,
             meta,
-            resolver,
+            liveness,
+            local: local.map(|l| l.cluster.clone()),
         }
+    }
+
+    /// For every operator cluster, in order: who serves it, or nothing when its
+    /// partitions rule out `range`.
+    async fn slots(
+        &self,
+        range: TimeRange,
+        allow_partial: bool,
+    ) -> Result<Vec<Option<TaskTarget>>> {
+        let meta_error = |e: armorlake_meta::Error| DataFusionError::External(Box::new(e));
+        let nodes = self.meta.nodes().await.map_err(meta_error)?;
+        let partitions = self.meta.partitions().await.map_err(meta_error)?;
+        let mut slots = Vec::new();
+        for cluster in armorlake_meta::clusters(&nodes) {
+            let members: Vec<&NodeInfo> = nodes
+                .iter()
+                .filter(|n| n.role == Role::Operator && cluster.members.contains(&n.id))
+                .collect();
+            let held: Vec<&Partition> = partitions
+                .iter()
+                .filter(|p| p.table == self.table && cluster.members.contains(&p.operator))
+                .collect();
+            if !range.may_hold(&held) {
+                slots.push(None);
+                continue;
+            }
+            if self.local.as_deref() == Some(cluster.name.as_str()) {
+                slots.push(Some(TaskTarget {
+                    cluster: cluster.name.clone(),
+                    node: members.first().map(|n| n.id.clone()).unwrap_or_default(),
+                    url: String::new(),
+                }));
+                continue;
+            }
+            let mut chosen = None;
+            for member in &members {
+                if self.liveness.check(member).await? {
+                    chosen = Some(member);
+                    break;
+                }
+            }
+            match chosen {
+                Some(member) => slots.push(Some(TaskTarget {
+                    cluster: cluster.name.clone(),
+                    node: member.id.clone(),
+                    url: worker_url(&member.address)?.to_string(),
+                })),
+                None if allow_partial => {
+                    tracing::warn!(
+                        cluster = %cluster.name,
+                        "partial results: no live member, its rows are left out"
+                    );
+                    slots.push(None);
+                }
+                None => {
+                    let down: Vec<String> = members
+                        .iter()
+                        .map(|m| format!("{} ({})", m.id, m.address))
+                        .collect();
+                    return Err(DataFusionError::Execution(format!(
+                        "operator cluster {} is unreachable: no live member among {}",
+                        cluster.name,
+                        down.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(slots)
     }
 }
 
@@ -86,23 +153,14 @@ impl TableProvider for ClusterTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let nodes = self
-            .meta
-            .nodes()
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let mut fragments = Vec::new();
-        for node in nodes.iter().filter(|n| n.role == Role::Operator) {
-            let handle = self.resolver.resolve(node).ok_or_else(|| {
-                DataFusionError::Execution(format!("operator {} is unreachable", node.id))
-            })?;
-            fragments.push(
-                handle
-                    .scan(state, self.table, projection, filters, limit)
-                    .await?,
-            );
-        }
-        if fragments.is_empty() {
+        let allow_partial = state
+            .config_options()
+            .extensions
+            .get::<ArmorlakeOptions>()
+            .is_some_and(|o| o.allow_partial_results);
+        let range = TimeRange::of(filters);
+        let slots = self.slots(range, allow_partial).await?;
+        if slots.iter().all(Option::is_none) {
             let schema = self.schema();
             let projected = match projection {
                 Some(p) => Arc::new(schema.project(p)?),
@@ -110,6 +168,188 @@ impl TableProvider for ClusterTable {
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        UnionExec::try_new(fragments)
+        let mut tasks: Vec<Vec<TaskTarget>> =
+            slots.into_iter().map(|s| s.into_iter().collect()).collect();
+        let remote = tasks.iter().flatten().any(|t| !t.url.is_empty());
+        if remote && tasks.len() == 1 {
+            // A single-task stage would run here, on a node without the rows.
+            tasks.push(Vec::new());
+        }
+        Ok(Arc::new(OperatorScanExec::new(
+            self.table,
+            projection.cloned(),
+            filters.to_vec(),
+            limit,
+            tasks,
+            state.config().target_partitions(),
+        )?))
+    }
+}
+
+/// The bounds a query's filters put on `timestamp`, in microseconds, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeRange {
+    pub(crate) low: i64,
+    pub(crate) high: i64,
+}
+
+impl TimeRange {
+    const ALL: TimeRange = TimeRange {
+        low: i64::MIN,
+        high: i64::MAX,
+    };
+
+    /// The range `filters` (a conjunction) allow.
+    pub(crate) fn of(filters: &[Expr]) -> TimeRange {
+        filters.iter().fold(TimeRange::ALL, |r, f| r.narrow(f))
+    }
+
+    fn narrow(self, filter: &Expr) -> TimeRange {
+        match filter {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+                Operator::And => self.narrow(left).narrow(right),
+                _ => match (
+                    is_timestamp(left),
+                    micros(right),
+                    is_timestamp(right),
+                    micros(left),
+                ) {
+                    (true, Some(v), _, _) => self.bound(*op, v),
+                    (_, _, true, Some(v)) => match op.swap() {
+                        Some(op) => self.bound(op, v),
+                        None => self,
+                    },
+                    _ => self,
+                },
+            },
+            Expr::Between(b) if !b.negated && is_timestamp(&b.expr) => {
+                match (micros(&b.low), micros(&b.high)) {
+                    (Some(low), Some(high)) => {
+                        self.bound(Operator::GtEq, low).bound(Operator::LtEq, high)
+                    }
+                    _ => self,
+                }
+            }
+            _ => self,
+        }
+    }
+
+    fn bound(self, op: Operator, v: i64) -> TimeRange {
+        let mut r = self;
+        match op {
+            Operator::Eq => {
+                r.low = r.low.max(v);
+                r.high = r.high.min(v);
+            }
+            Operator::Gt => r.low = r.low.max(v.saturating_add(1)),
+            Operator::GtEq => r.low = r.low.max(v),
+            Operator::Lt => r.high = r.high.min(v.saturating_sub(1)),
+            Operator::LtEq => r.high = r.high.min(v),
+            _ => {}
+        }
+        r
+    }
+
+    /// Whether a cluster whose reported partitions are `held` may have rows in the range.
+    /// Rows that arrived after its last report are newer than anything reported, so a range
+    /// reaching past its newest reported row is never ruled out.
+    fn may_hold(self, held: &[&Partition]) -> bool {
+        if self == TimeRange::ALL || held.is_empty() {
+            return true;
+        }
+        let newest = held.iter().map(|p| p.max_micros).max().unwrap_or(i64::MIN);
+        self.high > newest
+            || held
+                .iter()
+                .any(|p| p.min_micros <= self.high && p.max_micros >= self.low)
+    }
+}
+
+fn is_timestamp(e: &Expr) -> bool {
+    match e {
+        Expr::Column(c) => c.name == TIMESTAMP_COLUMN,
+        Expr::Cast(c) => is_timestamp(&c.expr),
+        _ => false,
+    }
+}
+
+fn micros(e: &Expr) -> Option<i64> {
+    let Expr::Literal(v, _) = e else {
+        return None;
+    };
+    match v.cast_to(&timestamp_type()).ok()? {
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(v),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col, lit};
+
+    fn ts(micros: i64) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(micros),
+            Some("UTC".into()),
+        ))
+    }
+
+    fn partition(min: i64, max: i64) -> Partition {
+        Partition {
+            table: Table::Alerts,
+            hour_micros: min,
+            operator: "a".into(),
+            rows: 1,
+            bytes: 1,
+            min_micros: min,
+            max_micros: max,
+        }
+    }
+
+    #[test]
+    fn bounds_come_from_comparisons_and_between() {
+        let r = TimeRange::of(&[col("timestamp").gt_eq(ts(10)), col("timestamp").lt(ts(20))]);
+        assert_eq!(r, TimeRange { low: 10, high: 19 });
+        let r = TimeRange::of(&[col("timestamp").between(ts(5), ts(7))]);
+        assert_eq!(r, TimeRange { low: 5, high: 7 });
+        let r = TimeRange::of(&[ts(30).gt(col("timestamp")).and(col("severity").eq(lit(3)))]);
+        assert_eq!(
+            r,
+            TimeRange {
+                low: i64::MIN,
+                high: 29
+            }
+        );
+        assert_eq!(TimeRange::of(&[col("severity").gt(lit(1))]), TimeRange::ALL);
+    }
+
+    #[test]
+    fn a_cluster_is_skipped_only_when_its_reports_rule_the_range_out() {
+        let old = partition(0, 99);
+        let newer = partition(200, 299);
+        let held = [&old, &newer];
+        let between = TimeRange {
+            low: 100,
+            high: 199,
+        };
+        assert!(!between.may_hold(&held));
+        assert!(TimeRange { low: 50, high: 60 }.may_hold(&held));
+        // Past the newest report: rows may have arrived since.
+        assert!(
+            TimeRange {
+                low: 250,
+                high: 400
+            }
+            .may_hold(&held)
+        );
+        assert!(
+            TimeRange {
+                low: 300,
+                high: 400
+            }
+            .may_hold(&held)
+        );
+        assert!(between.may_hold(&[]));
     }
 }

@@ -1,13 +1,18 @@
 //! The query node: a DataFusion session whose tables span the cluster, served over the
 //! PostgreSQL wire protocol.
 //!
-//! The planner owns the interface to the data: [`OperatorHandle`] is what a query node
-//! needs of an operator (a plan fragment that scans its rows), [`OperatorResolver`] finds the
-//! handle of a registered operator. Operator nodes implement them; the query node only
-//! plans, merges and serves.
+//! The planner owns the interface to the data: [`OperatorHandle`] is what an operator gives
+//! (a plan reading its own rows). Plans are distributed with datafusion-distributed: every
+//! table scan becomes an [`OperatorScanExec`] whose tasks run on the operators' workers
+//! ([`distribute::worker`]), each reading its own rows; the query node plans, merges and
+//! serves.
 
 pub mod cluster;
+pub mod codec;
+pub mod distribute;
+pub mod functions;
 pub mod pg;
+pub mod scan;
 pub mod system;
 
 use std::sync::Arc;
@@ -20,7 +25,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 
-pub use cluster::{ClusterTable, OperatorHandle, OperatorResolver};
+pub use cluster::{ArmorlakeOptions, ClusterTable};
+pub use distribute::{Liveness, worker};
+pub use scan::{LocalOperator, OperatorHandle, OperatorScanExec};
 
 /// A query node's planning and execution state, shared by all its client sessions.
 #[derive(Clone)]
@@ -35,20 +42,28 @@ impl std::fmt::Debug for QueryEngine {
 }
 
 impl QueryEngine {
-    /// A session over the cluster `meta` describes, reaching operators through `resolver`.
-    pub fn new(meta: Arc<dyn MetaService>, resolver: Arc<dyn OperatorResolver>) -> Result<Self> {
+    /// A session over the cluster `meta` describes, reaching the operators that `liveness`
+    /// finds alive. `local` is the operator of this process, if any (`up`): its scans run
+    /// here, without a network hop.
+    pub fn new(
+        meta: Arc<dyn MetaService>,
+        liveness: Arc<Liveness>,
+        local: Option<LocalOperator>,
+    ) -> Result<Self> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(DATABASE, EVENT_SCHEMA)
-            .with_create_default_catalog_and_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+            .with_create_default_catalog_and_schema(true)
+            .with_option_extension(ArmorlakeOptions::default());
+        let state = distribute::coordinator_state(config, liveness.clone(), local.clone())?;
+        let ctx = SessionContext::new_with_state(state);
         let catalog = ctx.catalog(DATABASE).ok_or_else(|| {
             datafusion::error::DataFusionError::Internal("no default catalog".into())
         })?;
 
         let events = MemorySchemaProvider::new();
         for table in Table::ALL {
-            let provider = ClusterTable::new(table, meta.clone(), resolver.clone());
+            let provider = ClusterTable::new(table, meta.clone(), liveness.clone(), local.as_ref());
             events.register_table(table.name().to_string(), Arc::new(provider))?;
         }
         catalog.register_schema(EVENT_SCHEMA, Arc::new(events))?;

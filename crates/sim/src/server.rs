@@ -31,6 +31,8 @@ struct Inner {
     source: Arc<EventSource>,
     start: Instant,
     start_utc: DateTime<Utc>,
+    /// Set by [`Simulator::starting_at`]: full-speed events get fixed times too.
+    fixed_clock: bool,
     stop: watch::Sender<bool>,
     dropped: AtomicU64,
 }
@@ -44,6 +46,17 @@ impl Inner {
     }
 
     /// When event `n` happens (paced mode).
+    /// When event `n` happens at full speed: now, or on the fixed clock.
+    fn now(&self, n: u64) -> DateTime<Utc> {
+        if !self.fixed_clock {
+            return Utc::now();
+        }
+        let millis = TimeDelta::milliseconds(i64::try_from(n).unwrap_or(i64::MAX));
+        self.start_utc
+            .checked_add_signed(millis)
+            .unwrap_or(self.start_utc)
+    }
+
     fn at(&self, n: u64) -> DateTime<Utc> {
         let nanos = u128::from(n) * 1_000_000_000 / u128::from(self.config.rate.max(1));
         let delta = TimeDelta::nanoseconds(i64::try_from(nanos).unwrap_or(i64::MAX));
@@ -79,13 +92,26 @@ impl Simulator {
     /// Builds (or takes from [`crate::source`]'s cache) the event pools for `config.seed`
     /// and starts the clock.
     pub fn new(config: SimConfig) -> Self {
+        Simulator::with_clock(config, Utc::now(), false)
+    }
+
+    /// A simulator whose events have fixed times from `start` on: event `n` happens at
+    /// `start + n / rate`, or at full speed (`rate` 0) at `start + n` milliseconds. Every
+    /// subscriber of a full-speed simulator then receives the very same events, times
+    /// included (for tests and benchmarks that compare stores).
+    pub fn starting_at(config: SimConfig, start: DateTime<Utc>) -> Self {
+        Simulator::with_clock(config, start, true)
+    }
+
+    fn with_clock(config: SimConfig, start: DateTime<Utc>, fixed_clock: bool) -> Self {
         let source = crate::source(config.seed, config.nodes);
         let (stop, _) = watch::channel(false);
         let inner = Inner {
             config,
             source,
             start: Instant::now(),
-            start_utc: Utc::now(),
+            start_utc: start,
+            fixed_clock,
             stop,
             dropped: AtomicU64::new(0),
         };
@@ -243,7 +269,7 @@ async fn unpaced(inner: &Inner, kind: EventKind, tx: mpsc::Sender<Result<Due, St
             }
             match tx.try_send(Ok(Due {
                 n: i,
-                at: Utc::now(),
+                at: inner.now(i),
             })) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(event)) => {

@@ -58,9 +58,25 @@ pub fn to_error_info(error: &DataFusionError) -> ErrorInfo {
         DataFusionError::Execution(text) if text.contains("unreachable") => {
             (code::CONNECTION_FAILURE, text.clone())
         }
+        // An operator that went away between planning and execution.
+        DataFusionError::External(e) if is_transport_error(&e.to_string()) => (
+            code::CONNECTION_FAILURE,
+            format!("an operator became unreachable during the query: {e}"),
+        ),
         other => (code::INTERNAL_ERROR, other.to_string()),
     };
     error_info(code, message)
+}
+
+fn is_transport_error(text: &str) -> bool {
+    [
+        "tcp connect error",
+        "transport error",
+        "Connection refused",
+        "connection reset",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 /// Planning errors: DataFusion names them only in text.

@@ -1,0 +1,273 @@
+//! `OperatorScanExec`: the leaf of every distributed plan. It reads one table's rows on the
+//! operators of the clusters assigned to each task, resolved against the storage of the
+//! process that executes it, so no file paths travel.
+
+use std::fmt;
+use std::sync::Arc;
+
+use armorlake_common::Table;
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+};
+use datafusion_distributed::DistributedTaskContext;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::OnceCell;
+
+/// What an operator gives the planner: a plan reading its own rows of a table.
+#[async_trait]
+pub trait OperatorHandle: Send + Sync + fmt::Debug {
+    /// A plan reading this operator's rows of `table`, with the projection, filters (as far
+    /// as the storage can use them; they are re-checked above) and limit applied.
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        table: Table,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>>;
+}
+
+/// The operator living in this process, if any: put in the session config of a worker (and
+/// of `up`'s query engine) so [`OperatorScanExec`] can read its rows.
+#[derive(Debug, Clone)]
+pub struct LocalOperator {
+    /// The operator's replica group (its own id when it has none).
+    pub cluster: String,
+    /// Its storage.
+    pub handle: Arc<dyn OperatorHandle>,
+}
+
+/// One task's share of a scan: the cluster whose rows it reads and the operator chosen to
+/// serve them (`None`: the task reads nothing; it pads the stage to a shape the planner keeps
+/// distributed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskTarget {
+    /// The replica group.
+    pub cluster: String,
+    /// The live member chosen to serve it.
+    pub node: String,
+    /// Its worker URL (`http://host:port`); empty for the operator in this process.
+    pub url: String,
+}
+
+/// The scan of one table across the operators, one slot per task.
+///
+/// It has `partitions` output partitions (at least two), which the local scan's own
+/// partitions are dealt over: more than one makes DataFusion merge above the scan, which is
+/// where the distributed planner cuts the plan, so the scan always runs on the operators.
+/// All partitions of one execution read the same snapshot of the operator's rows.
+#[derive(Debug)]
+pub struct OperatorScanExec {
+    pub(crate) table: Table,
+    pub(crate) projection: Option<Vec<usize>>,
+    pub(crate) filters: Vec<Expr>,
+    pub(crate) limit: Option<usize>,
+    /// Per task: what it reads (empty: nothing).
+    pub(crate) tasks: Vec<Vec<TaskTarget>>,
+    pub(crate) partitions: usize,
+    properties: Arc<PlanProperties>,
+    /// The local scan, built by the first partition executed.
+    local_plan: Arc<OnceCell<Arc<dyn ExecutionPlan>>>,
+}
+
+impl OperatorScanExec {
+    /// A scan of `table` whose task `i` reads the clusters in `tasks[i]`, with `partitions`
+    /// output partitions (raised to two).
+    pub fn new(
+        table: Table,
+        projection: Option<Vec<usize>>,
+        filters: Vec<Expr>,
+        limit: Option<usize>,
+        tasks: Vec<Vec<TaskTarget>>,
+        partitions: usize,
+    ) -> Result<OperatorScanExec> {
+        let partitions = partitions.max(2);
+        let schema = table.schema();
+        let projected: SchemaRef = match &projection {
+            Some(p) => Arc::new(schema.project(p)?),
+            None => schema,
+        };
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(projected),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(OperatorScanExec {
+            table,
+            projection,
+            filters,
+            limit,
+            tasks,
+            partitions,
+            properties,
+            local_plan: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The table it reads.
+    pub fn table(&self) -> Table {
+        self.table
+    }
+
+    /// Per task, the clusters it reads and who serves them.
+    pub fn tasks(&self) -> &[Vec<TaskTarget>] {
+        &self.tasks
+    }
+
+    /// The same scan with its slots spread over `task_count` tasks: slot `i` goes to task
+    /// `i % task_count`, so scans of the same stage stay aligned slot by slot.
+    pub(crate) fn with_task_count(&self, task_count: usize) -> Result<OperatorScanExec> {
+        let task_count = task_count.max(1);
+        let mut tasks = vec![Vec::new(); task_count];
+        for (i, slot) in self.tasks.iter().enumerate() {
+            tasks[i % task_count].extend(slot.iter().cloned());
+        }
+        OperatorScanExec::new(
+            self.table,
+            self.projection.clone(),
+            self.filters.clone(),
+            self.limit,
+            tasks,
+            self.partitions,
+        )
+    }
+}
+
+impl DisplayAs for OperatorScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "OperatorScanExec: table={}", self.table.name())?;
+        if let Some(p) = &self.projection {
+            let schema = self.table.schema();
+            let names: Vec<&str> = p.iter().map(|&i| schema.field(i).name().as_str()).collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
+        }
+        if !self.filters.is_empty() {
+            let filters: Vec<String> = self.filters.iter().map(|e| e.to_string()).collect();
+            write!(f, ", filters=[{}]", filters.join(", "))?;
+        }
+        if let Some(limit) = self.limit {
+            write!(f, ", limit={limit}")?;
+        }
+        for (i, task) in self.tasks.iter().enumerate() {
+            let served: Vec<String> = task
+                .iter()
+                .map(|t| match t.node.as_str() {
+                    "" => t.cluster.clone(),
+                    node if node == t.cluster => node.to_string(),
+                    node => format!("{}@{node}", t.cluster),
+                })
+                .collect();
+            match served.is_empty() {
+                true => write!(f, ", t{i}:[]")?,
+                false => write!(f, ", t{i}:[{}]", served.join(", "))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for OperatorScanExec {
+    fn name(&self) -> &str {
+        "OperatorScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition >= self.partitions {
+            return Err(DataFusionError::Internal(format!(
+                "OperatorScanExec has {} partitions, asked for {partition}",
+                self.partitions
+            )));
+        }
+        let task = DistributedTaskContext::from_ctx(&context).task_index;
+        let targets = self.tasks.get(task).cloned().unwrap_or_default();
+        let schema = self.schema();
+        if targets.is_empty() {
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::empty(),
+            )));
+        }
+        let local = context.session_config().get_extension::<LocalOperator>();
+        let Some(local) = local.filter(|l| targets.iter().all(|t| t.cluster == l.cluster)) else {
+            let wanted: Vec<&str> = targets.iter().map(|t| t.cluster.as_str()).collect();
+            return Err(DataFusionError::Execution(format!(
+                "this node does not hold the rows of {} (operator cluster {}); the query shape \
+                 forced the scan onto a node without them",
+                self.table.name(),
+                wanted.join(", ")
+            )));
+        };
+        let (table, projection, filters, limit) = (
+            self.table,
+            self.projection.clone(),
+            self.filters.clone(),
+            self.limit,
+        );
+        let (cell, step) = (self.local_plan.clone(), self.partitions);
+        let stream = futures::stream::once(async move {
+            let plan = cell
+                .get_or_try_init(|| async {
+                    let state = SessionStateBuilder::new()
+                        .with_config(context.session_config().clone())
+                        .with_runtime_env(context.runtime_env())
+                        .build();
+                    local
+                        .handle
+                        .scan(&state, table, projection.as_ref(), &filters, limit)
+                        .await
+                })
+                .await?
+                .clone();
+            // This partition's share of the local partitions, read one after the other.
+            let local_partitions = plan.output_partitioning().partition_count();
+            let streams = (partition..local_partitions)
+                .step_by(step)
+                .map(|p| plan.execute(p, context.clone()))
+                .collect::<Result<Vec<_>>>()?;
+            Ok::<_, DataFusionError>(futures::stream::iter(streams).flatten())
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream.boxed(),
+        )))
+    }
+}

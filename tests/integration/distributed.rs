@@ -1,0 +1,198 @@
+//! Distributed queries across processes: a master, three operators (two of them replicas of
+//! one cluster) and a query node give the same answers as `up` holding the same events;
+//! time ranges prune operators; replicas fail over; a cluster with no live member fails
+//! the query quickly and clearly; the master going away does not stop queries.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    Proc, Sim, armorlake, eventually, psql, query, query_i64, start_sim, start_up,
+};
+
+/// Events of the east simulator, served at full speed from 08:00 (one per millisecond).
+const EAST_EVENTS: u64 = 6000;
+/// Events of the west simulator, from 03:00.
+const WEST_EVENTS: u64 = 4000;
+
+fn fixed_sim(seed: u64, events: u64, start: &str) -> Sim {
+    start_sim(0, seed, &["--count", &events.to_string(), "--start", start])
+}
+
+fn start_master(dir: &Path, listen: &str) -> (Proc, String) {
+    let mut cmd = armorlake();
+    cmd.args(["master", "--listen", listen, "--data-dir"])
+        .arg(dir);
+    let (proc, line) = Proc::start(cmd, "master is listening on");
+    (proc, line.rsplit(' ').next().unwrap().to_string())
+}
+
+fn start_operator(master: &str, name: &str, cluster: &str, sim: &str, dir: &Path) -> Proc {
+    let mut cmd = armorlake();
+    cmd.args(["operator", "--master", master, "--name", name])
+        .args(["--cluster", cluster, "--listen", "127.0.0.1:0"])
+        .args(["--kubearmor", sim, "--flush-interval", "1s", "--data-dir"])
+        .arg(dir);
+    Proc::start(cmd, &format!("operator {name} is running")).0
+}
+
+fn start_query(master: &str) -> (Proc, u16) {
+    let mut cmd = armorlake();
+    cmd.args(["query", "--master", master, "--pg-listen", "127.0.0.1:0"]);
+    let (proc, line) = Proc::start(cmd, "query node is ready");
+    let port = line
+        .split_whitespace()
+        .skip_while(|w| *w != "-p")
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("port in ready line");
+    (proc, port)
+}
+
+fn total(port: u16) -> i64 {
+    ["alerts", "logs", "messages"]
+        .iter()
+        .map(|t| query_i64(port, &format!("SELECT count(*) FROM {t}")))
+        .sum()
+}
+
+fn wait_for_all_events(port: u16, what: &str) {
+    let expected = (EAST_EVENTS + WEST_EVENTS) as i64;
+    eventually(Duration::from_secs(60), what, || {
+        (total(port) == expected).then_some(())
+    });
+}
+
+/// Queries that exercise every distributed path: partial aggregates, count distinct, top-k,
+/// time buckets, filters, LIMIT, a join and a point lookup. Each orders its rows fully.
+const QUERIES: &[&str] = &[
+    "SELECT count(*) FROM logs",
+    "SELECT namespace_name, count(*) AS n FROM logs GROUP BY namespace_name ORDER BY namespace_name",
+    "SELECT process_name, count(*) AS n FROM alerts GROUP BY process_name ORDER BY n DESC, process_name LIMIT 10",
+    "SELECT increments('minute', 1, \"timestamp\") AS bucket, count(*) FROM logs GROUP BY 1 ORDER BY 1",
+    "SELECT date_trunc('second', \"timestamp\") AS s, count(*), min(pid), max(pid) FROM logs \
+     WHERE \"timestamp\" >= '2026-11-23T08:00:00Z' AND \"timestamp\" < '2026-11-23T08:00:03Z' GROUP BY 1 ORDER BY 1",
+    "SELECT count(DISTINCT pod_name), count(DISTINCT host_name) FROM logs",
+    "SELECT operation, result, count(*) FROM logs WHERE result <> 'Passed' GROUP BY 1, 2 ORDER BY 1, 2",
+    "SELECT min(severity), max(severity), sum(severity), round(avg(severity), 6) FROM alerts",
+    "SELECT \"timestamp\", host_name, operation, resource FROM logs ORDER BY \"timestamp\" DESC, host_name, resource LIMIT 7",
+    "SELECT a.namespace_name, count(*) FROM alerts a JOIN logs l ON a.container_id = l.container_id \
+     AND a.pod_name = l.pod_name GROUP BY 1 ORDER BY 1",
+    "SELECT host_name, operation, resource FROM logs WHERE \"timestamp\" = '2026-11-23T03:00:01.500Z' ORDER BY 1, 2, 3",
+    "SELECT type, count(*) FROM messages GROUP BY type ORDER BY type",
+];
+
+fn answers(port: u16) -> Vec<Vec<String>> {
+    QUERIES.iter().map(|q| query(port, q)).collect()
+}
+
+/// What EXPLAIN says about the scans: the `OperatorScanExec` lines.
+fn scans(port: u16, sql: &str) -> String {
+    query(port, &format!("EXPLAIN {sql}"))
+        .into_iter()
+        .filter(|l| l.contains("OperatorScanExec"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
+    let east = fixed_sim(41, EAST_EVENTS, "2026-11-23T08:00:00Z");
+    let west = fixed_sim(42, WEST_EVENTS, "2026-11-23T03:00:00Z");
+
+    // The reference: one process holding every event.
+    let up_dir = tempfile::tempdir().unwrap();
+    let up = start_up(up_dir.path(), &[&east.addr, &west.addr], &[]);
+
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (master, master_addr) = start_master(dirs[0].path(), "127.0.0.1:0");
+    let url = format!("http://{master_addr}");
+    let mut east1 = Some(start_operator(
+        &url,
+        "east-1",
+        "east",
+        &east.addr,
+        dirs[1].path(),
+    ));
+    let mut east2 = Some(start_operator(
+        &url,
+        "east-2",
+        "east",
+        &east.addr,
+        dirs[2].path(),
+    ));
+    let mut west1 = Some(start_operator(
+        &url,
+        "west-1",
+        "west",
+        &west.addr,
+        dirs[3].path(),
+    ));
+    let (_query, port) = start_query(&url);
+
+    wait_for_all_events(up.pg_port, "up to hold every event");
+    wait_for_all_events(port, "the cluster to hold every event");
+    let expected = answers(up.pg_port);
+    assert!(
+        expected.iter().all(|rows| !rows.is_empty()),
+        "every reference query returns rows: {expected:?}"
+    );
+    let got = answers(port);
+    for ((sql, want), got) in QUERIES.iter().zip(&expected).zip(&got) {
+        assert_eq!(got, want, "cluster and up differ on {sql}");
+    }
+
+    // Pruning: an hour only the west cluster holds contacts only its operator.
+    let west_hour = "SELECT count(*) FROM logs WHERE \"timestamp\" >= '2026-11-23T03:00:00Z' \
+                     AND \"timestamp\" < '2026-11-23T04:00:00Z'";
+    let plan = scans(port, west_hour);
+    assert!(plan.contains("west@west-1"), "west serves its hour: {plan}");
+    assert!(!plan.contains("east"), "east is not contacted: {plan}");
+    assert_eq!(
+        query(port, west_hour),
+        query(up.pg_port, west_hour),
+        "pruned answer"
+    );
+
+    // Failover: with one east replica gone the answers stay the same.
+    drop(east1.take());
+    assert_eq!(answers(port), expected, "answers after losing east-1");
+    let plan = scans(port, "SELECT count(*) FROM logs");
+    assert!(plan.contains("east@east-2"), "east-2 serves east: {plan}");
+
+    // The master going away does not stop queries.
+    drop(master);
+    assert_eq!(answers(port), expected, "answers without the master");
+
+    // No live member left in east: a clear error, quickly, naming the nodes.
+    drop(east2.take());
+    let started = Instant::now();
+    let out = psql(port, &["-c", "SELECT count(*) FROM logs"]);
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the query must fail");
+    assert!(stderr.contains("08006"), "SQLSTATE 08006: {stderr}");
+    assert!(
+        stderr.contains("east-1") && stderr.contains("east-2"),
+        "names the nodes: {stderr}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "failed within 5 s: {elapsed:?}"
+    );
+
+    // Unless partial results are allowed: then the reachable part answers.
+    let west_only = query_i64(
+        up.pg_port,
+        "SELECT count(*) FROM logs WHERE \"timestamp\" < '2026-11-23T04:00:00Z'",
+    );
+    let rows = query(
+        port,
+        "SET armorlake.allow_partial_results = true; SELECT count(*) FROM logs",
+    );
+    assert_eq!(
+        rows.last().map(String::as_str),
+        Some(west_only.to_string().as_str())
+    );
+    drop(west1.take());
+}
