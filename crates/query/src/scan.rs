@@ -15,6 +15,9 @@ use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, Task
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
@@ -79,6 +82,7 @@ pub struct OperatorScanExec {
     properties: Arc<PlanProperties>,
     /// The local scan, built by the first partition executed.
     local_plan: Arc<OnceCell<Arc<dyn ExecutionPlan>>>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl OperatorScanExec {
@@ -113,6 +117,7 @@ impl OperatorScanExec {
             partitions,
             properties,
             local_plan: Arc::new(OnceCell::new()),
+            metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 
@@ -205,6 +210,10 @@ impl ExecutionPlan for OperatorScanExec {
         Ok(self)
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -242,6 +251,15 @@ impl ExecutionPlan for OperatorScanExec {
             self.limit,
         );
         let (cell, step) = (self.local_plan.clone(), self.partitions);
+        // Rows per serving operator, so EXPLAIN ANALYZE tells who sent what.
+        let served_by = targets
+            .iter()
+            .map(|t| t.node.as_str())
+            .collect::<Vec<_>>()
+            .join("+");
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let rows =
+            MetricBuilder::new(&self.metrics).counter(format!("rows@{served_by}"), partition);
         let stream = futures::stream::once(async move {
             let plan = cell
                 .get_or_try_init(|| async {
@@ -264,7 +282,11 @@ impl ExecutionPlan for OperatorScanExec {
                 .collect::<Result<Vec<_>>>()?;
             Ok::<_, DataFusionError>(futures::stream::iter(streams).flatten())
         })
-        .try_flatten();
+        .try_flatten()
+        .inspect_ok(move |batch| {
+            rows.add(batch.num_rows());
+            baseline.record_output(batch.num_rows());
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             stream.boxed(),

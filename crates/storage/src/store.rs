@@ -43,6 +43,10 @@ impl Store {
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        // Absolute, because query plans read its files by path (a relative --data-dir
+        // would be resolved against the object store's root).
+        let dir =
+            fs::canonicalize(&dir).map_err(Error::io(format!("resolving {}", dir.display())))?;
         let mut files = BTreeMap::new();
         let mut claims = Claims::new();
         for table in Table::ALL {
