@@ -274,6 +274,11 @@ impl Cluster {
         c
     }
 
+    /// The TCP port it listens on, on 127.0.0.1 (user `postgres`, trust).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Runs `sql` and returns what psql printed (unaligned, tuples only).
     pub fn query(&self, sql: &str) -> Result<String> {
         let out = self

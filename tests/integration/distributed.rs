@@ -6,14 +6,17 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::slt;
 use crate::support::{
     Proc, Sim, armorlake, eventually, psql, query, query_i64, start_sim, start_up,
 };
 
-/// Events of the east simulator, served at full speed from 08:00 (one per millisecond).
+/// Events of the east simulator (seed 41), served at full speed from 08:00, one per ms.
 const EAST_EVENTS: u64 = 6000;
-/// Events of the west simulator, from 03:00.
+const EAST_START: &str = "2026-11-23T08:00:00Z";
+/// Events of the west simulator (seed 42), from 03:00.
 const WEST_EVENTS: u64 = 4000;
+const WEST_START: &str = "2026-11-23T03:00:00Z";
 
 fn fixed_sim(seed: u64, events: u64, start: &str) -> Sim {
     start_sim(0, seed, &["--count", &events.to_string(), "--start", start])
@@ -97,8 +100,11 @@ fn scans(port: u16, sql: &str) -> String {
 
 #[test]
 fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
-    let east = fixed_sim(41, EAST_EVENTS, "2026-11-23T08:00:00Z");
-    let west = fixed_sim(42, WEST_EVENTS, "2026-11-23T03:00:00Z");
+    let east = fixed_sim(41, EAST_EVENTS, EAST_START);
+    let west = fixed_sim(42, WEST_EVENTS, WEST_START);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let reference =
+        slt::Reference::load(&[(41, EAST_EVENTS, EAST_START), (42, WEST_EVENTS, WEST_START)]);
 
     // The reference: one process holding every event.
     let up_dir = tempfile::tempdir().unwrap();
@@ -141,6 +147,15 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
     for ((sql, want), got) in QUERIES.iter().zip(&expected).zip(&got) {
         assert_eq!(got, want, "cluster and up differ on {sql}");
     }
+
+    // The sqllogictest files: up, the cluster and PostgreSQL agree with the checked-in
+    // answers.
+    for name in ["standard.slt", "armorlake.slt"] {
+        slt::complete_if_asked(&rt, name, &slt::armorlake(up.pg_port));
+        slt::run(&rt, name, &slt::armorlake(up.pg_port));
+        slt::run(&rt, name, &slt::armorlake(port));
+    }
+    slt::run(&rt, "standard.slt", &reference.conninfo());
 
     // Pruning: an hour only the west cluster holds contacts only its operator.
     let west_hour = "SELECT count(*) FROM logs WHERE \"timestamp\" >= '2026-11-23T03:00:00Z' \

@@ -13,3 +13,4 @@ mod distributed;
 mod durability;
 mod first_slice;
 mod ingest;
+mod slt;
