@@ -237,7 +237,7 @@ impl ExecutionPlan for OperatorScanExec {
         let local = context.session_config().get_extension::<LocalOperator>();
         let Some(local) = local.filter(|l| targets.iter().all(|t| t.cluster == l.cluster)) else {
             let wanted: Vec<&str> = targets.iter().map(|t| t.cluster.as_str()).collect();
-            return Err(DataFusionError::Execution(format!(
+            return Err(DataFusionError::NotImplemented(format!(
                 "this node does not hold the rows of {} (operator cluster {}); the query shape \
                  forced the scan onto a node without them",
                 self.table.name(),
