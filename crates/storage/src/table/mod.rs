@@ -45,6 +45,8 @@ struct Retired {
 struct State {
     memory: Vec<MemBatch>,
     memory_rows: usize,
+    /// Arrow memory of `memory`.
+    memory_bytes: usize,
     next_id: u64,
     files: Vec<Arc<FileMeta>>,
     retired: Vec<Retired>,
@@ -98,6 +100,7 @@ impl TableStore {
             state: RwLock::new(State {
                 memory: Vec::new(),
                 memory_rows: 0,
+                memory_bytes: 0,
                 next_id: 0,
                 files: files.into_iter().map(Arc::new).collect(),
                 retired: Vec::new(),
@@ -137,6 +140,7 @@ impl TableStore {
     /// Makes `batch` (checked, with time range `range`) visible, as stored in WAL `segment`.
     pub(crate) fn insert(&self, batch: RecordBatch, segment: u64, range: (i64, i64)) {
         let rows = batch.num_rows();
+        let bytes = batch.get_array_memory_size();
         let mut state = self.write();
         let id = state.next_id;
         state.next_id += 1;
@@ -148,6 +152,7 @@ impl TableStore {
             max_micros: range.1,
         });
         state.memory_rows += rows;
+        state.memory_bytes += bytes;
     }
 
     /// Adds rows; they are visible to scans when this returns. A table of a [`crate::Store`]
@@ -171,6 +176,12 @@ impl TableStore {
     /// Rows waiting in memory.
     pub fn rows_in_memory(&self) -> usize {
         self.read().memory_rows
+    }
+
+    /// Arrow memory of the rows waiting in memory (buffers shared between batches counted
+    /// once per batch).
+    pub fn bytes_in_memory(&self) -> usize {
+        self.read().memory_bytes
     }
 
     /// The memory batches and files as they are now.
@@ -252,7 +263,7 @@ impl TableStore {
             }
         }
         // Recounted: retention may have dropped some of the taken rows meanwhile.
-        state.memory_rows = state.memory.iter().map(|m| m.batch.num_rows()).sum();
+        state.recount();
         let mut rows = 0;
         for file in outcome.written {
             rows += file.rows;
@@ -316,6 +327,18 @@ impl TableStore {
             }
         }
         hours.into_values().collect()
+    }
+}
+
+impl State {
+    /// Recomputes the rows and bytes of `memory`.
+    fn recount(&mut self) {
+        self.memory_rows = self.memory.iter().map(|m| m.batch.num_rows()).sum();
+        self.memory_bytes = self
+            .memory
+            .iter()
+            .map(|m| m.batch.get_array_memory_size())
+            .sum();
     }
 }
 
