@@ -14,6 +14,7 @@
 mod compact;
 mod error;
 mod files;
+mod hours;
 mod provider;
 mod store;
 mod table;

@@ -11,15 +11,14 @@ use std::time::Instant;
 
 use armorlake_common::Table;
 use arrow::array::{BooleanArray, TimestampMicrosecondArray};
-use arrow::compute::{
-    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
-};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::PartitionStats;
 use crate::error::{Error, Result};
 use crate::files::{self, FileMeta, hour_of};
+use crate::hours;
 use crate::wal::{self, Record, Wal};
 
 /// A batch held in memory, with its time range and the WAL segment holding it.
@@ -223,16 +222,16 @@ impl TableStore {
             return Ok(());
         }
         let claim = if self.wal.is_some() { sealed } else { 0 };
-        let (schema, dir, table) = (self.schema.clone(), self.data_dir.clone(), self.table);
+        let (dir, table) = (self.data_dir.clone(), self.table);
         let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome> {
-            let sorted = sort_by_time(&schema, &batches)?;
             let mut outcome = Outcome::default();
-            for (hour, rows) in files::split_by_hour(&sorted) {
-                match files::write_hour(&dir, table, hour, &rows, claim) {
+            // Earliest hour first: on an error, every later hour stays unwritten.
+            for hour in hours::by_hour(&batches)? {
+                match files::write_hour(&dir, table, &hour, claim) {
                     Ok(file) => outcome.written.push(file),
                     Err(e) if outcome.written.is_empty() => return Err(e),
                     Err(e) => {
-                        outcome.unwritten = Some((hour, e));
+                        outcome.unwritten = Some((hour.hour_micros, e));
                         break;
                     }
                 }
@@ -382,17 +381,4 @@ pub(crate) fn filter_from(batch: &RecordBatch, micros: i64) -> Result<RecordBatc
     };
     let keep: BooleanArray = ts.values().iter().map(|&v| Some(v >= micros)).collect();
     Ok(filter_record_batch(batch, &keep)?)
-}
-
-/// Concatenates `batches` and sorts the rows by `timestamp` (the first column).
-fn sort_by_time(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
-    let all = concat_batches(schema, batches)?;
-    let indices = lexsort_to_indices(
-        &[SortColumn {
-            values: all.column(0).clone(),
-            options: None,
-        }],
-        None,
-    )?;
-    Ok(take_record_batch(&all, &indices)?)
 }
