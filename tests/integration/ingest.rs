@@ -1,8 +1,9 @@
 //! Ingest: every KubeArmor field reaches SQL, streams reconnect by themselves, rows are
-//! queryable within a second of being sent.
+//! queryable within a second of being sent, oversized messages are counted and skipped.
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use armorlake_proto::feeder::log_service_server::{LogService, LogServiceServer};
@@ -66,8 +67,67 @@ impl LogService for OneOfEach {
     }
 }
 
+/// A KubeArmor whose first WatchLogs sends a log and then a message far over the size an
+/// operator accepts; every later WatchLogs sends another log. Alerts and messages stay idle.
+struct OversizedOnce {
+    log: Log,
+    subscriptions: AtomicU32,
+}
+
+/// Over the operator's 4 MiB limit.
+const OVERSIZED_BYTES: usize = 5 * 1024 * 1024;
+
+#[tonic::async_trait]
+impl LogService for OversizedOnce {
+    async fn health_check(
+        &self,
+        request: Request<NonceMessage>,
+    ) -> Result<Response<ReplyMessage>, Status> {
+        Ok(Response::new(ReplyMessage {
+            retval: request.into_inner().nonce,
+        }))
+    }
+
+    type WatchMessagesStream = Events<Message>;
+    async fn watch_messages(
+        &self,
+        _: Request<RequestMessage>,
+    ) -> Result<Response<Self::WatchMessagesStream>, Status> {
+        Ok(Response::new(Box::pin(futures::stream::pending())))
+    }
+
+    type WatchAlertsStream = Events<Alert>;
+    async fn watch_alerts(
+        &self,
+        _: Request<RequestMessage>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        Ok(Response::new(Box::pin(futures::stream::pending())))
+    }
+
+    type WatchLogsStream = Events<Log>;
+    async fn watch_logs(
+        &self,
+        _: Request<RequestMessage>,
+    ) -> Result<Response<Self::WatchLogsStream>, Status> {
+        let n = self.subscriptions.fetch_add(1, Ordering::SeqCst);
+        let mut log = self.log.clone();
+        log.resource = format!("/subscription/{n}");
+        if n > 0 {
+            return Ok(Response::new(once_then_idle(log)));
+        }
+        let oversized = Log {
+            data: "x".repeat(OVERSIZED_BYTES),
+            ..log.clone()
+        };
+        Ok(Response::new(Box::pin(futures::StreamExt::chain(
+            futures::stream::iter([Ok(log), Ok(oversized)]),
+            futures::stream::pending(),
+        ))))
+    }
+}
+
 /// Serves `service` on a free loopback port from a background runtime; returns the address.
-fn serve_kubearmor(service: OneOfEach) -> String {
+fn serve_kubearmor<S: LogService>(service: S) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
@@ -427,4 +487,38 @@ fn a_filter_kubearmor_rejects_is_reported_as_a_configuration_error() {
         (query_i64(port, "SELECT count(*) FROM logs") > 0).then_some(())
     });
     assert_eq!(query_i64(port, "SELECT count(*) FROM alerts"), 0);
+}
+
+#[test]
+fn an_oversized_message_is_counted_and_skipped_and_the_stream_goes_on() {
+    let addr = serve_kubearmor(OversizedOnce {
+        log: every_field_log(),
+        subscriptions: AtomicU32::new(0),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let up = start_up(dir.path(), &[&addr], &[]);
+    let port = up.pg_port;
+    // The log before the oversized message and the one on the re-opened stream are kept.
+    eventually(Duration::from_secs(30), "both logs", || {
+        (query_i64(port, "SELECT count(*) FROM logs") == 2).then_some(())
+    });
+    let resources = query(port, "SELECT resource FROM logs ORDER BY resource");
+    assert_eq!(resources, ["/subscription/0", "/subscription/1"]);
+    // Stream status arrives with the operator's next heartbeat.
+    let status = eventually(Duration::from_secs(30), "the bad message counted", || {
+        let status = row(
+            port,
+            "SELECT bad_messages, reconnects, state, last_error \
+             FROM armorlake.sources WHERE stream = 'logs'",
+        );
+        (status[0] != "0" && status[2] == "streaming").then_some(status)
+    });
+    assert_eq!(status[0], "1", "{status:?}");
+    assert_eq!(status[1], "1", "{status:?}");
+    assert!(status[3].contains("too large"), "{status:?}");
+    let others = query(
+        port,
+        "SELECT bad_messages FROM armorlake.sources WHERE stream <> 'logs'",
+    );
+    assert_eq!(others, ["0", "0"]);
 }

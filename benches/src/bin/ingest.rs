@@ -79,6 +79,10 @@ struct Args {
     /// store's).
     #[arg(long, value_name = "ROWS")]
     flush_rows: Option<usize>,
+    /// The operator's memory budget in bytes of Arrow memory, all tables together
+    /// (StoreOptions::flush_bytes; default: the store's).
+    #[arg(long, value_name = "BYTES")]
+    flush_bytes: Option<usize>,
     /// Where the temporary data directories go (default: the system's temp dir).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -521,11 +525,15 @@ async fn armorlake(args: &Args, data_dir: &Path) -> Result<Armorlake, String> {
     if let Some(rows) = args.flush_rows {
         store.flush_rows = rows;
     }
+    if let Some(bytes) = args.flush_bytes {
+        store.flush_bytes = bytes;
+    }
     println!(
         "operator: 1 endpoint (in-process simulator at {addr}, rate 0 = as fast as read), \
-         flush every {:?} or {} rows, data in {}",
+         flush every {:?}, or at {} rows in a table or {} in memory, data in {}",
         store.flush_interval,
         thousands(store.flush_rows as u64),
+        human_bytes(store.flush_bytes as u64),
         data_dir.display()
     );
     let meta: Arc<dyn MetaService> = Arc::new(MemoryMeta::new());

@@ -102,6 +102,13 @@ struct StoreArgs {
     /// How often rows held in memory are written to Parquet.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     flush_interval: Duration,
+    /// Flush early once a table has this many rows in memory (default: 1000000).
+    #[arg(long, value_name = "ROWS")]
+    flush_rows: Option<usize>,
+    /// Flush early once the rows in memory, all tables together, take this many bytes of
+    /// Arrow memory (default: 268435456, 256 MiB).
+    #[arg(long, value_name = "BYTES")]
+    flush_bytes: Option<usize>,
     /// Drop whole hours older than this (e.g. 14d); keep everything when absent.
     #[arg(long, value_parser = humantime::parse_duration)]
     retention: Option<Duration>,
@@ -213,10 +220,13 @@ fn cancel_on_signal(token: CancellationToken) {
 
 impl StoreArgs {
     fn options(self) -> StoreOptions {
+        let defaults = StoreOptions::default();
         StoreOptions {
             flush_interval: self.flush_interval,
+            flush_rows: self.flush_rows.unwrap_or(defaults.flush_rows),
+            flush_bytes: self.flush_bytes.unwrap_or(defaults.flush_bytes),
             retention: self.retention,
-            ..StoreOptions::default()
+            ..defaults
         }
     }
 }

@@ -5,6 +5,11 @@
 //! stream is read by its own task that only decodes and batches; storing happens behind a
 //! bounded channel. Streams carry no deadline; a stream that ends or fails is re-opened at
 //! once, then with backoff up to 5 s.
+//!
+//! Garbage is limited, counted and skipped: a message over [`MAX_EVENT_BYTES`] is refused
+//! before it is buffered, and one that does not decode is dropped. gRPC cannot resume a
+//! stream after a bad message, so either ends the stream, which is re-opened at once; the
+//! message is counted in the stream's `bad_messages` and named in its last error.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -163,7 +168,19 @@ pub fn spawn(
 
 /// The largest event accepted. KubeArmor's events are about 600 B; anything near this is
 /// garbage, and is refused by the decoder rather than buffered.
-const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Whether `status` is the client's own verdict on one message (too large, or not a valid
+/// protobuf message) rather than a failure of the connection or the server.
+fn is_bad_message(status: &tonic::Status) -> bool {
+    let message = status.message();
+    match status.code() {
+        tonic::Code::OutOfRange => message.contains("message length too large"),
+        tonic::Code::ResourceExhausted => message.starts_with("Error decompressing"),
+        tonic::Code::Internal => message.starts_with("failed to decode Protobuf message"),
+        _ => false,
+    }
+}
 
 fn connect(config: &PullerConfig) -> Result<LogServiceClient<Channel>, tonic::transport::Error> {
     let scheme = if config.tls.is_some() {
@@ -306,10 +323,17 @@ where
                 }
             }
             Some(Err(e)) => {
-                return Ended::Failed {
-                    events,
-                    error: format!("{} stream from {}: {}", table, config.endpoint, e.message()),
+                let error = if is_bad_message(&e) {
+                    status.bad_message();
+                    format!(
+                        "{table} stream from {}: skipped a bad message ({}); re-opening the stream",
+                        config.endpoint,
+                        e.message()
+                    )
+                } else {
+                    format!("{table} stream from {}: {}", config.endpoint, e.message())
                 };
+                return Ended::Failed { events, error };
             }
             None => return Ended::Closed { events },
         }
@@ -333,5 +357,34 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    #[test]
+    fn the_decoders_verdicts_are_bad_messages_and_stream_failures_are_not() {
+        // What tonic's prost codec reports for bytes that are not a Log.
+        let garbage = Log::decode(&[0xff_u8, 0xff, 0xff][..]).expect_err("garbage");
+        assert!(is_bad_message(&tonic::Status::internal(
+            garbage.to_string()
+        )));
+        assert!(is_bad_message(&tonic::Status::out_of_range(format!(
+            "Error, decoded message length too large: found {} bytes, the limit is: \
+             {MAX_EVENT_BYTES} bytes",
+            MAX_EVENT_BYTES + 1
+        ))));
+        assert!(!is_bad_message(&tonic::Status::internal(
+            "Unexpected EOF decoding stream."
+        )));
+        assert!(!is_bad_message(&tonic::Status::unavailable(
+            "connection reset"
+        )));
+        assert!(!is_bad_message(&tonic::Status::out_of_range(
+            "seek past end"
+        )));
     }
 }

@@ -41,6 +41,7 @@ pub struct SourceStatus {
     state: Mutex<(StreamState, Option<String>)>,
     events: AtomicU64,
     reconnects: AtomicU64,
+    bad_messages: AtomicU64,
     last_event_micros: AtomicI64,
     /// When the stream went down, 0 while it is up.
     down_since_micros: AtomicI64,
@@ -67,6 +68,8 @@ pub struct SourceSnapshot {
     pub disconnected_micros: i64,
     /// The last error, if any.
     pub last_error: Option<String>,
+    /// Messages skipped as oversized or undecodable.
+    pub bad_messages: u64,
 }
 
 impl SourceStatus {
@@ -78,6 +81,7 @@ impl SourceStatus {
             state: Mutex::new((StreamState::Connecting, None)),
             events: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            bad_messages: AtomicU64::new(0),
             last_event_micros: AtomicI64::new(0),
             down_since_micros: AtomicI64::new(now_micros()),
             down_micros: AtomicI64::new(0),
@@ -111,6 +115,11 @@ impl SourceStatus {
             .store(now_micros(), Ordering::Relaxed);
     }
 
+    /// Counts a message skipped as oversized or undecodable.
+    pub(crate) fn bad_message(&self) {
+        self.bad_messages.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn failed(&self, error: String) {
         tracing::warn!(endpoint = %self.endpoint, table = %self.table, %error, "KubeArmor stream down");
         let _ = self.down_since_micros.compare_exchange(
@@ -139,6 +148,7 @@ impl SourceStatus {
             last_event_micros: (last > 0).then_some(last),
             disconnected_micros: self.down_micros.load(Ordering::Acquire) + current,
             last_error,
+            bad_messages: self.bad_messages.load(Ordering::Relaxed),
         }
     }
 }

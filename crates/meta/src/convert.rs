@@ -136,6 +136,7 @@ impl From<Source> for pb::Source {
             last_event_micros: s.last_event_micros,
             disconnected_micros: s.disconnected_micros,
             last_error: s.last_error,
+            bad_messages: s.bad_messages,
         }
     }
 }
@@ -154,6 +155,7 @@ impl TryFrom<pb::Source> for Source {
             last_event_micros: s.last_event_micros,
             disconnected_micros: s.disconnected_micros,
             last_error: s.last_error,
+            bad_messages: s.bad_messages,
         })
     }
 }
@@ -295,6 +297,7 @@ mod tests {
                 last_event_micros: Some(5),
                 disconnected_micros: 6,
                 last_error: None,
+                bad_messages: 7,
             }],
         };
         let back = NodeReport::try_from(pb::NodeReport::from(report.clone())).expect("decode");

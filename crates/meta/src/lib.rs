@@ -206,6 +206,9 @@ pub struct Source {
     pub disconnected_micros: i64,
     /// The last error, if any.
     pub last_error: Option<String>,
+    /// Messages skipped as oversized or undecodable (each ends the stream, which is
+    /// re-opened).
+    pub bad_messages: u64,
 }
 
 /// What an operator reports with each heartbeat.

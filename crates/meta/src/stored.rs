@@ -326,6 +326,7 @@ mod tests {
                 last_event_micros: Some(3),
                 disconnected_micros: 0,
                 last_error: Some("once".into()),
+                bad_messages: 0,
             }],
         }
     }

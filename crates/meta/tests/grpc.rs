@@ -40,6 +40,7 @@ fn report(operator: &str) -> NodeReport {
             last_event_micros: None,
             disconnected_micros: 5,
             last_error: Some("connection reset".into()),
+            bad_messages: 2,
         }],
     }
 }

@@ -251,6 +251,7 @@ fn report(operator: &str, store: &Store, sources: &[Arc<SourceStatus>]) -> NodeR
                 last_event_micros: s.last_event_micros,
                 disconnected_micros: s.disconnected_micros,
                 last_error: s.last_error,
+                bad_messages: s.bad_messages,
             }
         })
         .collect();

@@ -69,6 +69,7 @@ impl Kind {
                 nullable(ts("last_event")),
                 Field::new("seconds_disconnected", DataType::Float64, false),
                 nullable(text("last_error")),
+                int8("bad_messages"),
             ],
             Kind::Tables => vec![
                 text("table_name"),
@@ -160,6 +161,7 @@ impl SystemTable {
                     Arc::new(StringArray::from_iter(
                         sources.iter().map(|s| s.last_error.as_deref()),
                     )),
+                    int8_array(sources.iter().map(|s| s.bad_messages)),
                 ]
             }
             Kind::Tables => {

@@ -25,6 +25,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 
 use crate::error::{Error, Result};
+use crate::hours::Hour;
 
 /// Microseconds in one hour.
 pub const HOUR_MICROS: i64 = 3_600_000_000;
@@ -145,29 +146,27 @@ pub(crate) fn write_durable(
     }
 }
 
-/// Writes `batch` (rows of one hour, sorted by `timestamp`) as a new durable Parquet file,
+/// Writes the rows of one hour as a new durable Parquet file, sorted by `timestamp`,
 /// recording that it holds the table's rows of this hour through WAL segment `wal_segment`.
-pub fn write_hour(
+pub(crate) fn write_hour(
     data_dir: &Path,
     table: Table,
-    hour_micros: i64,
-    batch: &RecordBatch,
+    hour: &Hour,
     wal_segment: u64,
 ) -> Result<FileMeta> {
-    let dir = hour_dir(data_dir, table, hour_micros);
+    let dir = hour_dir(data_dir, table, hour.hour_micros);
     let metadata = vec![KeyValue::new(
         WAL_SEGMENT_KEY.to_string(),
         wal_segment.to_string(),
     )];
-    let (path, bytes) = write_durable(&dir, batch.schema(), metadata, |w| Ok(w.write(batch)?))?;
-    let (min_micros, max_micros) = time_range(batch).unwrap_or((hour_micros, hour_micros));
+    let (path, bytes) = write_durable(&dir, table.schema(), metadata, |w| hour.write(w))?;
     Ok(FileMeta {
         path,
         bytes,
-        rows: batch.num_rows() as u64,
-        hour_micros,
-        min_micros,
-        max_micros,
+        rows: hour.rows,
+        hour_micros: hour.hour_micros,
+        min_micros: hour.min_micros,
+        max_micros: hour.max_micros,
         wal_segment,
     })
 }

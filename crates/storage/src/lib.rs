@@ -14,6 +14,7 @@
 mod compact;
 mod error;
 mod files;
+mod hours;
 mod provider;
 mod store;
 mod table;
@@ -40,6 +41,10 @@ pub struct StoreOptions {
     pub flush_interval: Duration,
     /// Flush early once a table has this many rows waiting in memory.
     pub flush_rows: usize,
+    /// Flush early once the rows waiting in memory, all tables together, take this many
+    /// bytes of Arrow memory. This bounds the store's memory; rows keep arriving while a
+    /// flush runs, so the most held is about twice this.
+    pub flush_bytes: usize,
     /// Drop whole hours once their end is older than this; `None` keeps everything.
     pub retention: Option<Duration>,
     /// How often `run_flusher` compacts and applies retention.
@@ -58,6 +63,7 @@ impl Default for StoreOptions {
         StoreOptions {
             flush_interval: Duration::from_secs(10),
             flush_rows: 1_000_000,
+            flush_bytes: 256 * 1024 * 1024,
             retention: None,
             maintenance_interval: Duration::from_secs(60),
             compaction_grace: Duration::from_secs(10 * 60),

@@ -175,13 +175,24 @@ impl Store {
         Ok(())
     }
 
-    /// Tables whose rows in memory reached the flush size.
+    /// Tables due for an early flush: those whose rows in memory reached `flush_rows`, or
+    /// every table holding rows once all of them together reached `flush_bytes`.
     pub fn due_for_flush(&self) -> Vec<Table> {
+        let bytes: usize = self.tables.values().map(|s| s.bytes_in_memory()).sum();
+        let over_budget = bytes >= self.options.flush_bytes;
         self.tables
             .iter()
-            .filter(|(_, s)| s.rows_in_memory() >= self.options.flush_rows)
+            .filter(|(_, s)| {
+                let rows = s.rows_in_memory();
+                rows >= self.options.flush_rows || (over_budget && rows > 0)
+            })
             .map(|(t, _)| *t)
             .collect()
+    }
+
+    /// Arrow memory of the rows waiting for Parquet, all tables together.
+    pub fn bytes_in_memory(&self) -> usize {
+        self.tables.values().map(|s| s.bytes_in_memory()).sum()
     }
 
     /// Per table and hour: rows, bytes and time range.
@@ -270,12 +281,13 @@ impl Store {
         }
     }
 
-    /// Flushes every `flush_interval` (and whenever a table reaches `flush_rows`), and
+    /// Flushes every `flush_interval` (and early, see [`Store::due_for_flush`]), and
     /// compacts and applies retention every `maintenance_interval` (first at start, in the
     /// background so flushes go on meanwhile), until `shutdown` resolves; then flushes once
     /// more.
     pub async fn run_flusher(&self, shutdown: impl std::future::Future<Output = ()>) {
-        let period = Duration::from_millis(250)
+        // Short: at full speed the memory budget fills at a few hundred MB/s.
+        let period = Duration::from_millis(50)
             .min(self.options.flush_interval)
             .min(self.options.maintenance_interval);
         let mut tick = tokio::time::interval(period.max(Duration::from_millis(1)));

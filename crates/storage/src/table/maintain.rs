@@ -90,8 +90,8 @@ impl TableStore {
                 memory.push(m);
             }
         }
-        state.memory_rows = memory.iter().map(|m| m.batch.num_rows()).sum();
         state.memory = memory;
+        state.recount();
         dropped
     }
 

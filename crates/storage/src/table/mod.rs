@@ -11,15 +11,14 @@ use std::time::Instant;
 
 use armorlake_common::Table;
 use arrow::array::{BooleanArray, TimestampMicrosecondArray};
-use arrow::compute::{
-    SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take_record_batch,
-};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::PartitionStats;
 use crate::error::{Error, Result};
 use crate::files::{self, FileMeta, hour_of};
+use crate::hours;
 use crate::wal::{self, Record, Wal};
 
 /// A batch held in memory, with its time range and the WAL segment holding it.
@@ -45,6 +44,8 @@ struct Retired {
 struct State {
     memory: Vec<MemBatch>,
     memory_rows: usize,
+    /// Arrow memory of `memory`.
+    memory_bytes: usize,
     next_id: u64,
     files: Vec<Arc<FileMeta>>,
     retired: Vec<Retired>,
@@ -98,6 +99,7 @@ impl TableStore {
             state: RwLock::new(State {
                 memory: Vec::new(),
                 memory_rows: 0,
+                memory_bytes: 0,
                 next_id: 0,
                 files: files.into_iter().map(Arc::new).collect(),
                 retired: Vec::new(),
@@ -137,6 +139,7 @@ impl TableStore {
     /// Makes `batch` (checked, with time range `range`) visible, as stored in WAL `segment`.
     pub(crate) fn insert(&self, batch: RecordBatch, segment: u64, range: (i64, i64)) {
         let rows = batch.num_rows();
+        let bytes = batch.get_array_memory_size();
         let mut state = self.write();
         let id = state.next_id;
         state.next_id += 1;
@@ -148,6 +151,7 @@ impl TableStore {
             max_micros: range.1,
         });
         state.memory_rows += rows;
+        state.memory_bytes += bytes;
     }
 
     /// Adds rows; they are visible to scans when this returns. A table of a [`crate::Store`]
@@ -171,6 +175,12 @@ impl TableStore {
     /// Rows waiting in memory.
     pub fn rows_in_memory(&self) -> usize {
         self.read().memory_rows
+    }
+
+    /// Arrow memory of the rows waiting in memory (buffers shared between batches counted
+    /// once per batch).
+    pub fn bytes_in_memory(&self) -> usize {
+        self.read().memory_bytes
     }
 
     /// The memory batches and files as they are now.
@@ -212,16 +222,16 @@ impl TableStore {
             return Ok(());
         }
         let claim = if self.wal.is_some() { sealed } else { 0 };
-        let (schema, dir, table) = (self.schema.clone(), self.data_dir.clone(), self.table);
+        let (dir, table) = (self.data_dir.clone(), self.table);
         let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome> {
-            let sorted = sort_by_time(&schema, &batches)?;
             let mut outcome = Outcome::default();
-            for (hour, rows) in files::split_by_hour(&sorted) {
-                match files::write_hour(&dir, table, hour, &rows, claim) {
+            // Earliest hour first: on an error, every later hour stays unwritten.
+            for hour in hours::by_hour(&batches)? {
+                match files::write_hour(&dir, table, &hour, claim) {
                     Ok(file) => outcome.written.push(file),
                     Err(e) if outcome.written.is_empty() => return Err(e),
                     Err(e) => {
-                        outcome.unwritten = Some((hour, e));
+                        outcome.unwritten = Some((hour.hour_micros, e));
                         break;
                     }
                 }
@@ -252,7 +262,7 @@ impl TableStore {
             }
         }
         // Recounted: retention may have dropped some of the taken rows meanwhile.
-        state.memory_rows = state.memory.iter().map(|m| m.batch.num_rows()).sum();
+        state.recount();
         let mut rows = 0;
         for file in outcome.written {
             rows += file.rows;
@@ -319,6 +329,18 @@ impl TableStore {
     }
 }
 
+impl State {
+    /// Recomputes the rows and bytes of `memory`.
+    fn recount(&mut self) {
+        self.memory_rows = self.memory.iter().map(|m| m.batch.num_rows()).sum();
+        self.memory_bytes = self
+            .memory
+            .iter()
+            .map(|m| m.batch.get_array_memory_size())
+            .sum();
+    }
+}
+
 /// What a flush wrote, and the first hour it could not write with the reason.
 #[derive(Default)]
 struct Outcome {
@@ -359,17 +381,4 @@ pub(crate) fn filter_from(batch: &RecordBatch, micros: i64) -> Result<RecordBatc
     };
     let keep: BooleanArray = ts.values().iter().map(|&v| Some(v >= micros)).collect();
     Ok(filter_record_batch(batch, &keep)?)
-}
-
-/// Concatenates `batches` and sorts the rows by `timestamp` (the first column).
-fn sort_by_time(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
-    let all = concat_batches(schema, batches)?;
-    let indices = lexsort_to_indices(
-        &[SortColumn {
-            values: all.column(0).clone(),
-            options: None,
-        }],
-        None,
-    )?;
-    Ok(take_record_batch(&all, &indices)?)
 }

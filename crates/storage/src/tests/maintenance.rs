@@ -257,6 +257,83 @@ async fn the_flusher_flushes_and_compacts_in_the_background() {
     );
 }
 
+#[test]
+fn a_table_is_due_for_flush_by_rows_or_by_the_bytes_of_all_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = batch(Table::Logs, &[H + 1], "p");
+    let one = probe.get_array_memory_size();
+    let options = StoreOptions {
+        flush_rows: 3,
+        // Two one-row batches of different tables together reach it, one does not.
+        flush_bytes: one + 1,
+        ..options()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    assert!(store.due_for_flush().is_empty());
+    store.append(Table::Logs, probe).unwrap();
+    assert_eq!(store.bytes_in_memory(), one);
+    assert!(store.due_for_flush().is_empty());
+    store
+        .append(Table::Messages, batch(Table::Messages, &[H + 2], "m"))
+        .unwrap();
+    assert!(store.bytes_in_memory() > one);
+    assert_eq!(store.due_for_flush(), vec![Table::Logs, Table::Messages]);
+}
+
+#[test]
+fn a_table_is_due_for_flush_by_rows_under_the_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        flush_rows: 3,
+        flush_bytes: usize::MAX,
+        ..options()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    store
+        .append(Table::Alerts, batch(Table::Alerts, &[H, H + 1], "a"))
+        .unwrap();
+    assert!(store.due_for_flush().is_empty());
+    store
+        .append(Table::Alerts, batch(Table::Alerts, &[H + 2], "b"))
+        .unwrap();
+    assert_eq!(store.due_for_flush(), vec![Table::Alerts]);
+}
+
+#[tokio::test]
+async fn the_flusher_flushes_when_memory_reaches_the_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        flush_interval: Duration::from_secs(3600),
+        maintenance_interval: Duration::from_secs(3600),
+        flush_rows: usize::MAX,
+        flush_bytes: 1,
+        ..options()
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .run_flusher(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
+    // Let the flusher's first (interval) flush pass with nothing to do.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let m = batch(Table::Messages, &[H + 1], "m");
+    store.append(Table::Messages, m.clone()).unwrap();
+    let table = store.table(Table::Messages).clone();
+    wait_for(|| table.rows_in_memory() == 0).await;
+    assert_eq!(store.bytes_in_memory(), 0);
+    assert_eq!(table.snapshot().files.len(), 1);
+    stop.send(()).unwrap();
+    flusher.await.unwrap();
+    assert_eq!(contents(&store, Table::Messages), expected(&[&m]));
+}
+
 /// Polls `done` for up to 20 s.
 async fn wait_for(done: impl Fn() -> bool) {
     for _ in 0..2000 {
