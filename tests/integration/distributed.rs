@@ -203,7 +203,7 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
     );
     let rows = query(
         port,
-        "SET armorlake.allow_partial_results = true; SELECT count(*) FROM logs",
+        "SET armorlake.allow_partial_results = on; SELECT count(*) FROM logs",
     );
     assert_eq!(
         rows.last().map(String::as_str),

@@ -2,6 +2,7 @@
 //! operator clusters whose partitions can hold rows in the query's time range, and for each
 //! a live member to serve it.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use armorlake_common::Table;
@@ -10,8 +11,7 @@ use armorlake_meta::{MetaService, NodeInfo, Partition, Role};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::config::ConfigExtension;
-use datafusion::common::extensions_options;
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -21,12 +21,58 @@ use datafusion::physical_plan::empty::EmptyExec;
 use crate::distribute::{Liveness, worker_url};
 use crate::scan::{LocalOperator, OperatorScanExec, TaskTarget};
 
-extensions_options! {
-    /// armorlake's session settings (`SET armorlake.…`).
-    pub struct ArmorlakeOptions {
-        /// Answer from the reachable operators when a cluster has no live member, instead
-        /// of failing.
-        pub allow_partial_results: bool, default = false
+/// armorlake's session settings (`SET armorlake.…`). Booleans take PostgreSQL's spellings
+/// (`on`/`off`, `true`/`false`, `yes`/`no`, `1`/`0`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArmorlakeOptions {
+    /// Answer from the reachable operators when a cluster has no live member, instead of
+    /// failing.
+    pub allow_partial_results: bool,
+}
+
+const ALLOW_PARTIAL_RESULTS: &str = "allow_partial_results";
+
+fn parse_bool(key: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" | "t" | "y" => Ok(true),
+        "off" | "false" | "no" | "0" | "f" | "n" => Ok(false),
+        _ => Err(DataFusionError::Configuration(format!(
+            "parameter \"armorlake.{key}\" requires a Boolean value, not {value:?}"
+        ))),
+    }
+}
+
+impl ExtensionOptions for ArmorlakeOptions {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            ALLOW_PARTIAL_RESULTS => self.allow_partial_results = parse_bool(key, value)?,
+            _ => {
+                return Err(DataFusionError::Configuration(format!(
+                    "unrecognized configuration parameter \"armorlake.{key}\""
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        vec![ConfigEntry {
+            key: format!("{}.{ALLOW_PARTIAL_RESULTS}", Self::PREFIX),
+            value: Some(self.allow_partial_results.to_string()),
+            description: "answer from the reachable operators when a cluster has no live member",
+        }]
     }
 }
 
@@ -305,6 +351,17 @@ mod tests {
             min_micros: min,
             max_micros: max,
         }
+    }
+
+    #[test]
+    fn settings_take_postgres_booleans() {
+        let mut o = ArmorlakeOptions::default();
+        o.set("allow_partial_results", "on").unwrap();
+        assert!(o.allow_partial_results);
+        o.set("allow_partial_results", "OFF").unwrap();
+        assert!(!o.allow_partial_results);
+        assert!(o.set("allow_partial_results", "maybe").is_err());
+        assert!(o.set("no_such_setting", "on").is_err());
     }
 
     #[test]
