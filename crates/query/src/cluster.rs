@@ -152,10 +152,14 @@ impl ClusterTable {
                     url: worker_url(&member.address)?.to_string(),
                 })),
                 None if allow_partial => {
-                    tracing::warn!(
-                        cluster = %cluster.name,
-                        "partial results: no live member, its rows are left out"
-                    );
+                    let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+                    crate::notices::notice(format!(
+                        "partial results: operator cluster {} is unreachable ({}); its rows \
+                         of {} are missing",
+                        cluster.name,
+                        ids.join(", "),
+                        self.table.name()
+                    ));
                     slots.push(None);
                 }
                 None => {

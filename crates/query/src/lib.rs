@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod codec;
 pub mod distribute;
 pub mod functions;
+pub mod notices;
 pub mod pg;
 pub mod scan;
 pub mod system;
