@@ -1,5 +1,8 @@
 //! `armorlake`: one binary, one subcommand per role.
 
+mod config;
+mod pg_args;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +15,8 @@ use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+use crate::pg_args::PgArgs;
 
 /// KubeArmor security telemetry kept at the edge, queried as one PostgreSQL database.
 #[derive(Debug, Parser)]
@@ -54,6 +59,8 @@ struct UpArgs {
     pull: PullArgs,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    pg: PgArgs,
 }
 
 /// How an operator subscribes to KubeArmor.
@@ -199,6 +206,7 @@ impl StoreArgs {
 async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
     let config = UpConfig {
         pull: args.pull.options()?,
+        pg: args.pg.options(args.pg_listen)?,
         data_dir: args.data_dir,
         pg_listen: args.pg_listen,
         kubearmor: args.kubearmor,
