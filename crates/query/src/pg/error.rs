@@ -2,7 +2,8 @@
 //! and every error armorlake itself sends (authentication, TLS, limits, read-only, cancel).
 
 use datafusion::error::DataFusionError;
-use datafusion::sql::sqlparser::parser::ParserError;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError};
 
 /// SQLSTATE codes armorlake sends.
@@ -67,9 +68,32 @@ pub(crate) fn for_query(mut error: PgWireError, query: &str) -> PgWireError {
         && info.code == code::SYNTAX_ERROR
         && info.position.is_none()
     {
-        info.position = position(&info.message, query).map(|p| p.to_string());
+        // datafusion-postgres rewrites some tokens before parsing, which loses their
+        // locations; parsing the client's text again recovers them.
+        let located = position(&info.message, query).or_else(|| {
+            let reparsed = Parser::parse_sql(&PostgreSqlDialect {}, query).err()?;
+            position(&reparsed.to_string(), query)
+        });
+        info.position = located.map(|p| p.to_string());
+        postgres_wording(info);
     }
     error
+}
+
+/// sqlparser's `Expected: X, found: Y` as PostgreSQL words it (`syntax error at or near
+/// "Y"`), keeping sqlparser's text as the detail.
+fn postgres_wording(info: &mut ErrorInfo) {
+    let Some(found) = info.message.split("found: ").nth(1) else {
+        return;
+    };
+    let token = found.split(" at Line: ").next().unwrap_or(found).trim();
+    let wording = if token == "EOF" {
+        "syntax error at end of input".to_string()
+    } else {
+        format!("syntax error at or near \"{token}\"")
+    };
+    let original = std::mem::replace(&mut info.message, wording);
+    info.detail.get_or_insert(original);
 }
 
 /// The 1-based character index of the `Line: L, Column: C` a sqlparser error names.
@@ -239,6 +263,17 @@ mod tests {
         };
         assert_eq!(info.code, "42601");
         assert_eq!(info.position.as_deref(), Some("11"), "{}", info.message);
+        assert_eq!(info.message, "syntax error at or near \"SELEC\"");
+
+        // No location in the message: found by parsing the query again.
+        let query = "select * from alerts wher pid = 1";
+        let e = ParserError::ParserError("Expected: end of statement, found: pid".into());
+        let PgWireError::UserError(info) = for_query(PgWireError::ApiError(Box::new(e)), query)
+        else {
+            panic!("not classified");
+        };
+        assert_eq!(info.position.as_deref(), Some("27"));
+        assert_eq!(info.message, "syntax error at or near \"pid\"");
         assert_eq!(position("x at Line: 1, Column: 3", "ab"), Some(3));
         assert_eq!(position("x at Line: 9, Column: 9", "ab"), None);
         assert_eq!(position("no location", "ab"), None);

@@ -3,6 +3,11 @@
 //!
 //! DataFusion results are streams: `do_query` returns before any row is computed, so the
 //! timeout and the cancel token are checked again while the rows stream to the client.
+//!
+//! Query work runs on a runtime of its own: DataFusion's partition tasks are CPU-bound and
+//! seldom yield, and on the connections' runtime they would starve the very tasks that
+//! notice a timeout or read a cancel request. Every poll of a statement's futures and row
+//! stream enters the query runtime, so whatever DataFusion spawns lands there.
 
 use std::fmt::Debug;
 use std::pin::Pin;
@@ -21,6 +26,7 @@ use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::pgwire::messages::data::DataRow;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::{Sink, Stream};
+use tokio::runtime::Handle;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -115,14 +121,30 @@ fn parse_duration_ms(text: &str) -> Option<u64> {
     (ms.is_finite() && ms >= 0.0 && ms < u64::MAX as f64).then_some(ms as u64)
 }
 
+/// Polls a future inside the query runtime's context.
+struct InRuntime<F> {
+    runtime: Handle,
+    work: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _inside = self.runtime.enter();
+        self.work.as_mut().poll(cx)
+    }
+}
+
 /// What stops the statement that starts now: the session's cancel token and deadline.
 struct Limits {
     token: CancellationToken,
     deadline: Option<Instant>,
+    runtime: Handle,
 }
 
 impl Limits {
-    fn start<C: ClientInfo>(client: &C) -> Self {
+    fn start<C: ClientInfo>(client: &C, runtime: &Handle) -> Self {
         let token = client
             .session_extensions()
             .get::<Registration>()
@@ -134,7 +156,11 @@ impl Limits {
             .and_then(|ms| ms.parse::<u64>().ok())
             .filter(|ms| *ms > 0)
             .map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
-        Limits { token, deadline }
+        Limits {
+            token,
+            deadline,
+            runtime: runtime.clone(),
+        }
     }
 
     /// Runs `work` until it finishes, the statement is cancelled or its time is up.
@@ -144,6 +170,10 @@ impl Limits {
                 Some(d) => tokio::time::sleep_until(d).await,
                 None => std::future::pending().await,
             }
+        };
+        let work = InRuntime {
+            runtime: self.runtime.clone(),
+            work: Box::pin(work),
         };
         tokio::select! {
             biased;
@@ -165,6 +195,7 @@ impl Limits {
                     cancelled: Box::pin(self.token.clone().cancelled_owned()),
                     deadline: self.deadline,
                     sleep: self.deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+                    runtime: self.runtime.clone(),
                     done: false,
                 });
                 Response::Query(query)
@@ -181,6 +212,7 @@ struct Guarded {
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     deadline: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
+    runtime: Handle,
     done: bool,
 }
 
@@ -206,7 +238,11 @@ impl Stream for Guarded {
         if this.deadline.is_some_and(|d| Instant::now() >= d) {
             return this.stop(error::statement_timeout());
         }
-        match this.rows.as_mut().poll_next(cx) {
+        let polled = {
+            let _inside = this.runtime.enter();
+            this.rows.as_mut().poll_next(cx)
+        };
+        match polled {
             Poll::Pending => {
                 // Nothing ready: wake up on a cancel or at the deadline.
                 if this.cancelled.as_mut().poll(cx).is_ready() {
@@ -228,12 +264,18 @@ impl Stream for Guarded {
 pub(crate) struct Session {
     inner: Arc<DfSessionService>,
     parser: Arc<Positioned>,
+    runtime: Handle,
 }
 
 impl Session {
-    pub(crate) fn new(inner: Arc<DfSessionService>) -> Self {
+    /// Runs `inner`'s statements with their work on `runtime`.
+    pub(crate) fn new(inner: Arc<DfSessionService>, runtime: Handle) -> Self {
         let parser = Arc::new(Positioned(inner.query_parser()));
-        Session { inner, parser }
+        Session {
+            inner,
+            parser,
+            runtime,
+        }
     }
 }
 
@@ -246,7 +288,7 @@ impl SimpleQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let limits = Limits::start(client);
+        let limits = Limits::start(client, &self.runtime);
         let responses = limits
             .run(SimpleQueryHandler::do_query(&*self.inner, client, query))
             .await
@@ -276,7 +318,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let limits = Limits::start(client);
+        let limits = Limits::start(client, &self.runtime);
         let response = limits
             .run(ExtendedQueryHandler::do_query(
                 &*self.inner,
