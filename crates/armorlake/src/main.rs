@@ -1,5 +1,8 @@
 //! `armorlake`: one binary, one subcommand per role.
 
+mod config;
+mod pg_args;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +16,8 @@ use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+use crate::pg_args::PgArgs;
 
 /// KubeArmor security telemetry kept at the edge, queried as one PostgreSQL database.
 #[derive(Debug, Parser)]
@@ -59,6 +64,8 @@ struct UpArgs {
     pull: PullArgs,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    pg: PgArgs,
 }
 
 /// How an operator subscribes to KubeArmor.
@@ -168,6 +175,8 @@ struct QueryArgs {
     /// PostgreSQL wire protocol listener.
     #[arg(long, env = "ARMORLAKE_PG_LISTEN", default_value = "127.0.0.1:5433")]
     pg_listen: SocketAddr,
+    #[command(flatten)]
+    pg: PgArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -234,6 +243,7 @@ impl StoreArgs {
 async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
     let config = UpConfig {
         pull: args.pull.options()?,
+        pg: args.pg.options(args.pg_listen)?,
         data_dir: args.data_dir,
         pg_listen: args.pg_listen,
         kubearmor: args.kubearmor,
@@ -288,6 +298,7 @@ async fn query(args: QueryArgs, shutdown: CancellationToken) -> Result<(), Strin
         name: args
             .name
             .unwrap_or_else(|| format!("query@{}", args.pg_listen)),
+        pg: args.pg.options(args.pg_listen)?,
         pg_listen: args.pg_listen,
     };
     run_query(config, shutdown, |addr| {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use armorlake_meta::{CachedMeta, GrpcMeta, MetaService, NodeInfo, Role, StoredMeta};
+use armorlake_query::pg::PgOptions;
 use armorlake_query::{Liveness, QueryEngine};
 use armorlake_storage::StoreOptions;
 use tokio::net::TcpListener;
@@ -126,6 +127,8 @@ pub struct QueryProcess {
     pub name: String,
     /// The PostgreSQL listener.
     pub pg_listen: SocketAddr,
+    /// Its users, TLS and limits.
+    pub pg: PgOptions,
 }
 
 /// How often a query node probes the operators.
@@ -164,7 +167,7 @@ pub async fn run_query(
     let node = NodeInfo::new(config.name, Role::Query, addr.to_string(), VERSION);
     tokio::spawn(register_until_accepted(master, node, shutdown.clone()));
     ready(addr);
-    armorlake_query::pg::serve(listener, &engine, shutdown.cancelled_owned())
+    armorlake_query::pg::serve(listener, &engine, config.pg, shutdown.cancelled_owned())
         .await
         .map_err(io("serving PostgreSQL".into()))
 }

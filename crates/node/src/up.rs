@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use armorlake_meta::{MemoryMeta, MetaService, NodeInfo, Role};
+use armorlake_query::pg::PgOptions;
 use armorlake_query::{Liveness, QueryEngine};
 use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
@@ -23,6 +24,8 @@ pub struct UpConfig {
     pub data_dir: PathBuf,
     /// The PostgreSQL listener.
     pub pg_listen: SocketAddr,
+    /// Users, TLS and limits of the PostgreSQL front end.
+    pub pg: PgOptions,
     /// KubeArmor endpoints; none starts the built-in simulator.
     pub kubearmor: Vec<String>,
     /// Events per second of the built-in simulator.
@@ -106,9 +109,14 @@ pub async fn run_up(
         .await?;
     ready(addr);
 
-    armorlake_query::pg::serve(listener, &engine, shutdown.clone().cancelled_owned())
-        .await
-        .map_err(io("serving PostgreSQL".into()))?;
+    armorlake_query::pg::serve(
+        listener,
+        &engine,
+        config.pg,
+        shutdown.clone().cancelled_owned(),
+    )
+    .await
+    .map_err(io("serving PostgreSQL".into()))?;
     operator.join().await;
     if let Some(task) = sim_task {
         match task.await {

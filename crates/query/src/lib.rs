@@ -30,6 +30,22 @@ pub use cluster::{ArmorlakeOptions, ClusterTable};
 pub use distribute::{Liveness, worker};
 pub use scan::{LocalOperator, OperatorHandle, OperatorScanExec};
 
+/// Errors configuring the query node.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Options that cannot work, or are unsafe, together.
+    #[error("{0}")]
+    Config(String),
+    /// A TLS certificate or key could not be loaded.
+    #[error("TLS: {path}: {reason}")]
+    Tls {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
 /// A query node's planning and execution state, shared by all its client sessions.
 #[derive(Clone)]
 pub struct QueryEngine {

@@ -1,7 +1,9 @@
-//! The one place errors become SQLSTATEs.
+//! The one place errors become SQLSTATEs: classification of DataFusion and parser errors,
+//! and every error armorlake itself sends (authentication, TLS, limits, read-only, cancel).
 
 use datafusion::error::DataFusionError;
-use datafusion::sql::sqlparser::parser::ParserError;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError};
 
 /// SQLSTATE codes armorlake sends.
@@ -14,6 +16,12 @@ mod code {
     pub const DATA_EXCEPTION: &str = "22000";
     pub const QUERY_CANCELED: &str = "57014";
     pub const RESOURCES_EXHAUSTED: &str = "53000";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+    pub const INVALID_PASSWORD: &str = "28P01";
+    pub const INVALID_AUTHORIZATION: &str = "28000";
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const INVALID_PARAMETER_VALUE: &str = "22023";
     pub const CONNECTION_FAILURE: &str = "08006";
     pub const INTERNAL_ERROR: &str = "XX000";
 }
@@ -36,6 +44,147 @@ pub(crate) fn classify(error: &mut PgWireError) {
 
 fn error_info(code: &str, message: String) -> ErrorInfo {
     ErrorInfo::new("ERROR".to_string(), code.to_string(), message)
+}
+
+fn error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(code, message)))
+}
+
+/// A FATAL error: the server closes the connection after sending it.
+fn fatal(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".to_string(),
+        code.to_string(),
+        message,
+    )))
+}
+
+/// Classifies an error raised while running `query`, and for a syntax error adds the
+/// position (the ErrorResponse `P` field: 1-based character index into `query`) when the
+/// parser reported a line and column.
+pub(crate) fn for_query(mut error: PgWireError, query: &str) -> PgWireError {
+    classify(&mut error);
+    if let PgWireError::UserError(info) = &mut error
+        && info.code == code::SYNTAX_ERROR
+        && info.position.is_none()
+    {
+        // datafusion-postgres rewrites some tokens before parsing, which loses their
+        // locations; parsing the client's text again recovers them.
+        let located = position(&info.message, query).or_else(|| {
+            let reparsed = Parser::parse_sql(&PostgreSqlDialect {}, query).err()?;
+            position(&reparsed.to_string(), query)
+        });
+        info.position = located.map(|p| p.to_string());
+        postgres_wording(info);
+    }
+    error
+}
+
+/// sqlparser's `Expected: X, found: Y` as PostgreSQL words it (`syntax error at or near
+/// "Y"`), keeping sqlparser's text as the detail.
+fn postgres_wording(info: &mut ErrorInfo) {
+    let Some(found) = info.message.split("found: ").nth(1) else {
+        return;
+    };
+    let token = found.split(" at Line: ").next().unwrap_or(found).trim();
+    let wording = if token == "EOF" {
+        "syntax error at end of input".to_string()
+    } else {
+        format!("syntax error at or near \"{token}\"")
+    };
+    let original = std::mem::replace(&mut info.message, wording);
+    info.detail.get_or_insert(original);
+}
+
+/// The 1-based character index of the `Line: L, Column: C` a sqlparser error names.
+fn position(message: &str, query: &str) -> Option<usize> {
+    let at = message.rfind("Line: ")?;
+    let rest = &message[at + "Line: ".len()..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let line: usize = line.trim().parse().ok()?;
+    let column: usize = rest
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    if line == 0 || column == 0 {
+        return None;
+    }
+    let before: usize = query
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(|l| l.chars().count())
+        .sum();
+    let p = before + column;
+    (p <= query.chars().count() + 1).then_some(p)
+}
+
+/// DDL or DML on armorlake, which only reads: `command` is PostgreSQL's command tag
+/// (`INSERT`, `CREATE TABLE`, …).
+pub(crate) fn read_only(command: &str) -> PgWireError {
+    let mut info = error_info(
+        code::READ_ONLY_SQL_TRANSACTION,
+        format!("cannot execute {command} in a read-only transaction"),
+    );
+    info.hint = Some("armorlake is read-only: its tables are filled from KubeArmor".into());
+    PgWireError::UserError(Box::new(info))
+}
+
+/// The client cancelled the running statement (CancelRequest).
+pub(crate) fn canceled_by_user() -> PgWireError {
+    error(
+        code::QUERY_CANCELED,
+        "canceling statement due to user request".into(),
+    )
+}
+
+/// The statement ran longer than `statement_timeout`.
+pub(crate) fn statement_timeout() -> PgWireError {
+    error(
+        code::QUERY_CANCELED,
+        "canceling statement due to statement timeout".into(),
+    )
+}
+
+/// More sessions than `--max-connections`.
+pub(crate) fn too_many_connections() -> PgWireError {
+    fatal(
+        code::TOO_MANY_CONNECTIONS,
+        "sorry, too many clients already".into(),
+    )
+}
+
+/// Wrong password, or a user that does not exist (the client cannot tell which).
+pub(crate) fn password_failed(user: &str) -> PgWireError {
+    fatal(
+        code::INVALID_PASSWORD,
+        format!("password authentication failed for user \"{user}\""),
+    )
+}
+
+/// A plaintext connection to a server started with `--tls-required`.
+pub(crate) fn tls_required() -> PgWireError {
+    let mut info = ErrorInfo::new(
+        "FATAL".to_string(),
+        code::INVALID_AUTHORIZATION.to_string(),
+        "this server accepts only TLS connections, and this connection is not encrypted".into(),
+    );
+    info.hint = Some("connect with sslmode=require".into());
+    PgWireError::UserError(Box::new(info))
+}
+
+/// The client did not follow the authentication protocol.
+pub(crate) fn authentication_protocol(message: String) -> PgWireError {
+    fatal(code::PROTOCOL_VIOLATION, message)
+}
+
+/// A startup parameter with a value armorlake cannot use.
+pub(crate) fn invalid_parameter(name: &str, value: &str) -> PgWireError {
+    fatal(
+        code::INVALID_PARAMETER_VALUE,
+        format!("invalid value for parameter \"{name}\": \"{value}\""),
+    )
 }
 
 /// The PostgreSQL error for a DataFusion error.
@@ -112,6 +261,59 @@ mod tests {
         let info = to_error_info(&e);
         assert_eq!(info.code, "42P01");
         assert_eq!(info.message, "relation \"nope\" does not exist");
+    }
+
+    #[test]
+    fn syntax_errors_carry_their_position() {
+        let query = "SELECT 1;\nSELEC 2";
+        let parser = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+            &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            query,
+        );
+        let Err(e) = parser else {
+            panic!("parsed");
+        };
+        let e = for_query(PgWireError::ApiError(Box::new(e)), query);
+        let PgWireError::UserError(info) = e else {
+            panic!("not classified: {e:?}");
+        };
+        assert_eq!(info.code, "42601");
+        assert_eq!(info.position.as_deref(), Some("11"), "{}", info.message);
+        assert_eq!(info.message, "syntax error at or near \"SELEC\"");
+
+        // No location in the message: found by parsing the query again.
+        let query = "select * from alerts wher pid = 1";
+        let e = ParserError::ParserError("Expected: end of statement, found: pid".into());
+        let PgWireError::UserError(info) = for_query(PgWireError::ApiError(Box::new(e)), query)
+        else {
+            panic!("not classified");
+        };
+        assert_eq!(info.position.as_deref(), Some("27"));
+        assert_eq!(info.message, "syntax error at or near \"pid\"");
+        assert_eq!(position("x at Line: 1, Column: 3", "ab"), Some(3));
+        assert_eq!(position("x at Line: 9, Column: 9", "ab"), None);
+        assert_eq!(position("no location", "ab"), None);
+    }
+
+    #[test]
+    fn armorlake_errors_have_postgres_codes_and_severities() {
+        let cases = [
+            (read_only("INSERT"), "25006", "ERROR"),
+            (canceled_by_user(), "57014", "ERROR"),
+            (statement_timeout(), "57014", "ERROR"),
+            (too_many_connections(), "53300", "FATAL"),
+            (password_failed("u"), "28P01", "FATAL"),
+            (tls_required(), "28000", "FATAL"),
+        ];
+        for (e, code, severity) in cases {
+            let PgWireError::UserError(info) = e else {
+                panic!("not a user error");
+            };
+            assert_eq!(
+                (info.code.as_str(), info.severity.as_str()),
+                (code, severity)
+            );
+        }
     }
 
     #[test]

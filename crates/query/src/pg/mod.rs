@@ -1,36 +1,43 @@
-//! The PostgreSQL wire protocol front end (pgwire, with datafusion-postgres' session
-//! service and pg_catalog).
+//! The PostgreSQL wire protocol front end: armorlake's own accept loop around pgwire's
+//! `process_socket`, with datafusion-postgres' session service and pg_catalog.
+//!
+//! - `startup.rs`: TLS requirement, connection limit, SCRAM-SHA-256 or loopback trust.
+//! - `session.rs`: statement_timeout and cancel requests, errors with positions.
+//! - `readonly.rs`: DDL and DML are refused (25006).
+//! - `error.rs`: the single mapping of errors to SQLSTATEs.
 
+mod cancel;
 mod error;
+mod options;
+mod readonly;
+mod scram;
+mod session;
+mod startup;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use datafusion_postgres::DfSessionService;
-use datafusion_postgres::pgwire::api::auth::StartupHandler;
-use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
-use datafusion_postgres::pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use datafusion_postgres::QueryHook;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
+use datafusion_postgres::pgwire::api::cancel::CancelHandler;
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use datafusion_postgres::pgwire::api::{ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use datafusion_postgres::pgwire::api::{
+    ErrorHandler, PgWireServerHandlers, RandomPidSecretKeyGenerator,
+};
+use datafusion_postgres::pgwire::tokio::TlsAcceptor;
 use datafusion_postgres::pgwire::tokio::process_socket;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 pub use error::to_error_info;
+pub use options::{DEFAULT_MAX_CONNECTIONS, PgOptions, Tls, Users};
+pub use scram::ScramSecret;
 
 use crate::QueryEngine;
-
-/// Trusts every connection: only loopback listeners are allowed without users (the
-/// caller checks).
-#[derive(Debug)]
-struct TrustStartup {
-    connections: Arc<ConnectionManager>,
-}
-
-impl NoopStartupHandler for TrustStartup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.connections.clone())
-    }
-}
 
 /// Turns every error into a PostgreSQL error with the right SQLSTATE before it is sent.
 #[derive(Debug)]
@@ -45,27 +52,34 @@ impl ErrorHandler for SqlStateErrors {
     }
 }
 
+/// What all connections share.
+struct Shared {
+    session: Arc<session::Session>,
+    startup: Arc<startup::Shared>,
+    cancel: Arc<cancel::Cancels>,
+}
+
+/// One connection's handlers: the startup handler holds that connection's authentication
+/// state, the rest is shared.
 struct Handlers {
-    session: Arc<DfSessionService>,
-    startup: Arc<TrustStartup>,
-    cancel: Arc<DefaultCancelHandler>,
+    shared: Arc<Shared>,
 }
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.session.clone()
+        self.shared.session.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.session.clone()
+        self.shared.session.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.clone()
+        Arc::new(startup::Startup::new(self.shared.startup.clone()))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
-        self.cancel.clone()
+        self.shared.cancel.clone()
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
@@ -73,21 +87,79 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
+/// The session service: armorlake's read-only rule first, then datafusion-postgres' own
+/// hooks (cursors, SET/SHOW, transactions).
+fn session_service(engine: &QueryEngine) -> DfSessionService {
+    let hooks: Vec<Arc<dyn QueryHook>> = vec![
+        Arc::new(readonly::ReadOnly),
+        Arc::new(CursorStatementHook),
+        Arc::new(SetShowHook),
+        Arc::new(TransactionStatementHook),
+    ];
+    DfSessionService::new_with_hooks(engine.context().clone(), hooks)
+}
+
+/// The runtime statements execute on, apart from the one serving connections (see
+/// `session.rs`); shut down without waiting when serving ends.
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    fn new() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("armorlake-query")
+            .enable_all()
+            .build()?;
+        Ok(QueryRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(r) => r.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            r.shutdown_background();
+        }
+    }
+}
+
 /// Serves PostgreSQL clients on `listener` until `shutdown` resolves. Each connection runs
 /// in its own task: a broken client never affects the others.
+///
+/// Fails at once if `options` are not safe for the listener's address (see
+/// [`PgOptions::check`]).
 pub async fn serve(
     listener: TcpListener,
     engine: &QueryEngine,
+    options: PgOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let connections = Arc::new(ConnectionManager::new());
-    let handlers = Arc::new(Handlers {
-        session: Arc::new(DfSessionService::new(engine.context().clone())),
-        startup: Arc::new(TrustStartup {
-            connections: connections.clone(),
+    options
+        .check(listener.local_addr()?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let runtime = QueryRuntime::new()?;
+    let sessions = Arc::new(cancel::Sessions::default());
+    let shared = Arc::new(Shared {
+        session: Arc::new(session::Session::new(
+            Arc::new(session_service(engine)),
+            runtime.handle(),
+        )),
+        startup: Arc::new(startup::Shared {
+            users: options.users,
+            tls_required: options.tls_required,
+            slots: Arc::new(Semaphore::new(options.max_connections)),
+            sessions: sessions.clone(),
+            keys: RandomPidSecretKeyGenerator::default(),
+            parameters: DefaultServerParameterProvider::default(),
         }),
-        cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        cancel: Arc::new(cancel::Cancels(sessions)),
     });
+    let tls = options.tls.map(|t| TlsAcceptor::from(t.0));
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -100,9 +172,13 @@ pub async fn serve(
                 }
             },
         };
-        let handlers = handlers.clone();
+        let handlers = Handlers {
+            shared: shared.clone(),
+        };
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = process_socket(socket, None, handlers).await {
+            // A failed TLS handshake ends here, with the connection: never plaintext.
+            if let Err(e) = process_socket(socket, tls, handlers).await {
                 tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
             }
         });

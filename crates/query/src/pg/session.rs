@@ -1,0 +1,415 @@
+//! Runs each statement of a session under its `statement_timeout` and cancel requests, and
+//! gives errors their SQLSTATE and position, around datafusion-postgres' session service.
+//!
+//! DataFusion results are streams: `do_query` returns before any row is computed, so the
+//! timeout and the cancel token are checked again while the rows stream to the client.
+//!
+//! Query work runs on a runtime of its own: DataFusion's partition tasks are CPU-bound and
+//! seldom yield, and on the connections' runtime they would starve the very tasks that
+//! notice a timeout or read a cancel request. Every poll of a statement's futures and row
+//! stream enters the query runtime, so whatever DataFusion spawns lands there.
+
+use std::fmt::Debug;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use datafusion_postgres::pgwire::api::portal::{Format, Portal};
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::{FieldInfo, Response, SendableRowStream};
+use datafusion_postgres::pgwire::api::stmt::QueryParser;
+use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use datafusion_postgres::pgwire::error::ErrorInfo;
+use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use datafusion_postgres::pgwire::messages::data::DataRow;
+use datafusion_postgres::pgwire::messages::response::NoticeResponse;
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::{Sink, SinkExt, Stream};
+use tokio::runtime::Handle;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::cancel::Registration;
+use super::error;
+
+/// The client metadata key datafusion-postgres' `SET statement_timeout` writes (and `SHOW
+/// statement_timeout` reads): milliseconds, absent when there is no timeout.
+const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
+
+/// Reads startup options a session honours: `statement_timeout`, given directly as a
+/// startup parameter or in `options` (`-c statement_timeout=100ms`, as PGOPTIONS sends it).
+pub(crate) fn apply_startup_options<C: ClientInfo>(client: &mut C) -> PgWireResult<()> {
+    let mut settings: Vec<(String, String)> = Vec::new();
+    if let Some(options) = client.metadata().get("options") {
+        settings.extend(parse_options(options));
+    }
+    if let Some(v) = client.metadata().get("statement_timeout") {
+        settings.push(("statement_timeout".into(), v.clone()));
+    }
+    for (name, value) in settings {
+        if name == "statement_timeout" {
+            let ms =
+                parse_duration_ms(&value).ok_or_else(|| error::invalid_parameter(&name, &value))?;
+            let metadata = client.metadata_mut();
+            if ms == 0 {
+                metadata.remove(STATEMENT_TIMEOUT_MS);
+            } else {
+                metadata.insert(STATEMENT_TIMEOUT_MS.into(), ms.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `-c name=value` and `--name=value` pairs of a startup `options` string (a backslash
+/// escapes the next character, as in PostgreSQL).
+fn parse_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut pairs = Vec::new();
+    let mut iter = words.into_iter();
+    while let Some(w) = iter.next() {
+        let setting = if w == "-c" {
+            iter.next()
+        } else if let Some(rest) = w.strip_prefix("-c") {
+            Some(rest.to_string())
+        } else {
+            w.strip_prefix("--").map(str::to_string)
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            pairs.push((name.replace('-', "_").to_lowercase(), value.to_string()));
+        }
+    }
+    pairs
+}
+
+/// A PostgreSQL time setting in milliseconds: a number with an optional unit (`us`, `ms`,
+/// `s`, `min`, `h`, `d`; none means milliseconds).
+fn parse_duration_ms(text: &str) -> Option<u64> {
+    let text = text.trim().trim_matches('\'');
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return None,
+    };
+    let ms = (number * factor).round();
+    (ms.is_finite() && ms >= 0.0 && ms < u64::MAX as f64).then_some(ms as u64)
+}
+
+/// Polls a future inside the query runtime's context.
+struct InRuntime<F> {
+    runtime: Handle,
+    work: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _inside = self.runtime.enter();
+        self.work.as_mut().poll(cx)
+    }
+}
+
+/// What stops the statement that starts now: the session's cancel token and deadline.
+struct Limits {
+    token: CancellationToken,
+    deadline: Option<Instant>,
+    runtime: Handle,
+}
+
+impl Limits {
+    fn start<C: ClientInfo>(client: &C, runtime: &Handle) -> Self {
+        let token = client
+            .session_extensions()
+            .get::<Registration>()
+            .map(|r| r.canceller.start_statement())
+            .unwrap_or_default();
+        let deadline = client
+            .metadata()
+            .get(STATEMENT_TIMEOUT_MS)
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
+        Limits {
+            token,
+            deadline,
+            runtime: runtime.clone(),
+        }
+    }
+
+    /// Runs `work` until it finishes, the statement is cancelled or its time is up.
+    async fn run<T>(&self, work: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {
+        let deadline = async {
+            match self.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let work = InRuntime {
+            runtime: self.runtime.clone(),
+            work: Box::pin(work),
+        };
+        tokio::select! {
+            biased;
+            _ = self.token.cancelled() => Err(error::canceled_by_user()),
+            _ = deadline => Err(error::statement_timeout()),
+            result = work => result,
+        }
+    }
+
+    /// The response, with its rows (if any) checked against the same limits.
+    fn guard(&self, response: Response) -> Response {
+        match response {
+            Response::Query(mut query) => {
+                let rows =
+                    std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
+                query.data_rows = Box::pin(Guarded {
+                    rows,
+                    token: self.token.clone(),
+                    cancelled: Box::pin(self.token.clone().cancelled_owned()),
+                    deadline: self.deadline,
+                    sleep: self.deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+                    runtime: self.runtime.clone(),
+                    done: false,
+                });
+                Response::Query(query)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Rows that stop with 57014 when the statement is cancelled or times out.
+struct Guarded {
+    rows: SendableRowStream,
+    token: CancellationToken,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    deadline: Option<Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    runtime: Handle,
+    done: bool,
+}
+
+impl Guarded {
+    fn stop(&mut self, error: PgWireError) -> Poll<Option<PgWireResult<DataRow>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Stream for Guarded {
+    type Item = PgWireResult<DataRow>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        // Cheap checks on every row, so a fast stream cannot outrun a cancel.
+        if this.token.is_cancelled() {
+            return this.stop(error::canceled_by_user());
+        }
+        if this.deadline.is_some_and(|d| Instant::now() >= d) {
+            return this.stop(error::statement_timeout());
+        }
+        let polled = {
+            let _inside = this.runtime.enter();
+            this.rows.as_mut().poll_next(cx)
+        };
+        match polled {
+            Poll::Pending => {
+                // Nothing ready: wake up on a cancel or at the deadline.
+                if this.cancelled.as_mut().poll(cx).is_ready() {
+                    return this.stop(error::canceled_by_user());
+                }
+                if let Some(sleep) = &mut this.sleep
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    return this.stop(error::statement_timeout());
+                }
+                Poll::Pending
+            }
+            ready => ready,
+        }
+    }
+}
+
+/// Sends what the statement wanted its user to know (see [`crate::notices`]).
+async fn send_notices<C>(client: &mut C, notices: Vec<String>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for message in notices {
+        let info = ErrorInfo::new("NOTICE".to_string(), "01000".to_string(), message);
+        client
+            .send(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                info,
+            )))
+            .await?;
+    }
+    Ok(())
+}
+
+/// datafusion-postgres' session service, with statement limits and armorlake's errors.
+pub(crate) struct Session {
+    inner: Arc<DfSessionService>,
+    parser: Arc<Positioned>,
+    runtime: Handle,
+}
+
+impl Session {
+    /// Runs `inner`'s statements with their work on `runtime`.
+    pub(crate) fn new(inner: Arc<DfSessionService>, runtime: Handle) -> Self {
+        let parser = Arc::new(Positioned(inner.query_parser()));
+        Session {
+            inner,
+            parser,
+            runtime,
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Session {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let limits = Limits::start(client, &self.runtime);
+        let (responses, notices) = crate::notices::collect(
+            limits.run(SimpleQueryHandler::do_query(&*self.inner, client, query)),
+        )
+        .await;
+        let responses = responses.map_err(|e| error::for_query(e, query))?;
+        send_notices(client, notices).await?;
+        Ok(responses.into_iter().map(|r| limits.guard(r)).collect())
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Session {
+    type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
+    type QueryParser = Positioned;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let limits = Limits::start(client, &self.runtime);
+        let (response, notices) = crate::notices::collect(limits.run(
+            ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows),
+        ))
+        .await;
+        let response = response.map_err(|e| error::for_query(e, &portal.statement.statement.0))?;
+        send_notices(client, notices).await?;
+        Ok(limits.guard(response))
+    }
+}
+
+/// datafusion-postgres' parser, with armorlake's errors (and their positions) on Parse.
+pub(crate) struct Positioned(Arc<Parser>);
+
+#[async_trait]
+impl QueryParser for Positioned {
+    type Statement = <Parser as QueryParser>::Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        self.0
+            .parse_sql(client, sql, types)
+            .await
+            .map_err(|e| error::for_query(e, sql))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.0.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.0.get_result_schema(stmt, column_format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_postgres_units() {
+        assert_eq!(parse_duration_ms("100"), Some(100));
+        assert_eq!(parse_duration_ms("100ms"), Some(100));
+        assert_eq!(parse_duration_ms("'2s'"), Some(2000));
+        assert_eq!(parse_duration_ms("1.5 min"), Some(90_000));
+        assert_eq!(parse_duration_ms("0"), Some(0));
+        assert_eq!(parse_duration_ms("soon"), None);
+        assert_eq!(parse_duration_ms("5 fortnights"), None);
+    }
+
+    #[test]
+    fn startup_options_as_pgoptions_sends_them() {
+        assert_eq!(
+            parse_options("-c statement_timeout=100ms --search-path=a\\ b -cwork_mem=4MB"),
+            vec![
+                ("statement_timeout".into(), "100ms".into()),
+                ("search_path".into(), "a b".into()),
+                ("work_mem".into(), "4MB".into()),
+            ]
+        );
+        assert!(parse_options("").is_empty());
+    }
+}
