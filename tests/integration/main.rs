@@ -7,8 +7,11 @@
 )]
 
 mod support;
+mod wire;
 
 mod cluster;
 mod durability;
 mod first_slice;
 mod ingest;
+mod pg_clients;
+mod pg_security;

@@ -7,6 +7,7 @@
 //! plans, merges and serves.
 
 pub mod cluster;
+mod functions;
 pub mod pg;
 pub mod system;
 
@@ -71,6 +72,7 @@ impl QueryEngine {
         catalog.register_schema(SYSTEM_SCHEMA, Arc::new(system::schema(meta)))?;
 
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| *e)?;
+        functions::register(&ctx);
         Ok(QueryEngine { ctx: Arc::new(ctx) })
     }
 
