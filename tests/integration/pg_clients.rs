@@ -194,6 +194,22 @@ fn statement_timeout_stops_a_long_statement_with_57014() {
     assert!(stdout.contains("150ms"), "{stdout}");
     assert!(stderr.contains("57014"), "{stderr}");
     assert!(stdout.contains("after"), "{stdout}");
+
+    // DISCARD ALL succeeds (Npgsql sends it on every pooled close) and resets the setting.
+    let out = Command::new("psql")
+        .args(["-X", "-At", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", "armorlake", "-d", "kubearmor"])
+        .args(["-c", "DISCARD ALL", "-c", "SHOW statement_timeout"])
+        .env("PGOPTIONS", "-c statement_timeout=150ms")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["DISCARD ALL", "0"],
+        "{stderr}"
+    );
 }
 
 #[test]

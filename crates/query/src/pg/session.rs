@@ -39,7 +39,7 @@ use super::error;
 
 /// The client metadata key datafusion-postgres' `SET statement_timeout` writes (and `SHOW
 /// statement_timeout` reads): milliseconds, absent when there is no timeout.
-const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
+pub(crate) const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
 
 /// Reads startup options a session honours: `statement_timeout`, given directly as a
 /// startup parameter or in `options` (`-c statement_timeout=100ms`, as PGOPTIONS sends it).
