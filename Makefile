@@ -1,5 +1,7 @@
 # The targets CI runs. `make test` is the README's test command.
 CARGO ?= cargo
+# The Python the integration tests run their Python clients with (made by `make deps`).
+export ARMORLAKE_PYTHON ?= $(CURDIR)/.venv/bin/python
 
 .PHONY: all deps fmt fmt-check clippy test up
 

@@ -7,10 +7,13 @@
 )]
 
 mod support;
+mod wire;
 
 mod cluster;
 mod distributed;
 mod durability;
 mod first_slice;
 mod ingest;
+mod pg_clients;
+mod pg_security;
 mod slt;

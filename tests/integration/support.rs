@@ -166,3 +166,23 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Runs psql with a full connection string (`host=… port=… user=… sslmode=…`) and extra
+/// environment (PGPASSWORD, PGOPTIONS, …).
+pub fn psql_conn(conninfo: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new("psql")
+        .args(["-X", "-v", "VERBOSITY=verbose", "-d", conninfo])
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .envs(env.iter().copied())
+        .output()
+        .expect("psql runs (is postgresql-client installed?)")
+}
+
+/// psql's stdout and stderr, for assertions.
+pub fn output_text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -13,6 +13,7 @@ pub mod distribute;
 pub mod functions;
 pub mod notices;
 pub mod pg;
+mod pg_functions;
 pub mod scan;
 pub mod system;
 
@@ -87,6 +88,7 @@ impl QueryEngine {
         catalog.register_schema(SYSTEM_SCHEMA, Arc::new(system::schema(meta)))?;
 
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| *e)?;
+        pg_functions::register(&ctx);
         Ok(QueryEngine { ctx: Arc::new(ctx) })
     }
 

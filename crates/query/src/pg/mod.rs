@@ -7,6 +7,7 @@
 //! - `error.rs`: the single mapping of errors to SQLSTATEs.
 
 mod cancel;
+mod discard;
 mod error;
 mod options;
 mod readonly;
@@ -87,11 +88,12 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
-/// The session service: armorlake's read-only rule first, then datafusion-postgres' own
-/// hooks (cursors, SET/SHOW, transactions).
+/// The session service: armorlake's read-only rule and DISCARD first, then
+/// datafusion-postgres' own hooks (cursors, SET/SHOW, transactions).
 fn session_service(engine: &QueryEngine) -> DfSessionService {
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(readonly::ReadOnly),
+        Arc::new(discard::Discard),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),

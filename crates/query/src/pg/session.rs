@@ -15,11 +15,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::pgwire::api::portal::PortalExecutionState;
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use datafusion_postgres::pgwire::api::results::{FieldInfo, Response, SendableRowStream};
+use datafusion_postgres::pgwire::api::results::{
+    DescribePortalResponse, FieldInfo, Response, SendableRowStream,
+};
 use datafusion_postgres::pgwire::api::stmt::QueryParser;
-use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::store::{Entry, PortalStore};
 use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use datafusion_postgres::pgwire::error::ErrorInfo;
 use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
@@ -37,7 +41,7 @@ use super::error;
 
 /// The client metadata key datafusion-postgres' `SET statement_timeout` writes (and `SHOW
 /// statement_timeout` reads): milliseconds, absent when there is no timeout.
-const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
+pub(crate) const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
 
 /// Reads startup options a session honours: `statement_timeout`, given directly as a
 /// startup parameter or in `options` (`-c statement_timeout=100ms`, as PGOPTIONS sends it).
@@ -327,6 +331,40 @@ impl ExtendedQueryHandler for Session {
         self.parser.clone()
     }
 
+    /// A cursor's columns: datafusion-postgres plans FETCH (and knows DECLAREd cursors)
+    /// without a schema, so Describe would announce no columns and then send rows, which
+    /// drivers cannot read (psycopg's server-side cursors crash on it).
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        target: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let cursor = match &target.statement.statement.1 {
+            // A DECLAREd cursor, described by its own name.
+            None => cursor_fields(target).await,
+            Some((Statement::Fetch { name, .. }, _)) => {
+                match client.portal_store().get_portal(&name.value) {
+                    Some(Entry::Value(portal)) => cursor_fields(&portal).await,
+                    _ => None,
+                }
+            }
+            Some(_) => None,
+        };
+        match cursor {
+            Some(fields) => Ok(DescribePortalResponse::new(fields)),
+            None => Ok(DescribePortalResponse::new(self.parser.get_result_schema(
+                &target.statement.statement,
+                Some(&target.result_column_format),
+            )?)),
+        }
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -347,6 +385,14 @@ impl ExtendedQueryHandler for Session {
         let response = response.map_err(|e| error::for_query(e, &portal.statement.statement.0))?;
         send_notices(client, notices).await?;
         Ok(limits.guard(response))
+    }
+}
+
+/// The columns of an open cursor's rows.
+async fn cursor_fields<S>(portal: &Portal<S>) -> Option<Vec<FieldInfo>> {
+    match &*portal.state.lock().await {
+        PortalExecutionState::Suspended(response) => Some(response.row_schema.to_vec()),
+        _ => None,
     }
 }
 
