@@ -2,10 +2,12 @@
 //!
 //! - [`copy`]: Arrow record batches as PostgreSQL `COPY ... FROM STDIN` text, and the
 //!   `CREATE TABLE` of an armorlake table in PostgreSQL's types.
+//! - [`ingest`]: the `ingest` benchmark's run and report.
 //! - [`postgres`]: a throwaway PostgreSQL cluster under a temporary directory.
 //! - [`process`]: this process's memory (VmRSS, VmHWM) and CPU time, and the machine's.
 
 pub mod copy;
+pub mod ingest;
 pub mod postgres;
 pub mod process;
 
