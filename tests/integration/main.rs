@@ -12,5 +12,6 @@ mod cluster;
 mod distributed;
 mod durability;
 mod first_slice;
+mod flight;
 mod ingest;
 mod slt;
