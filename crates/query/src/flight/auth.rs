@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use tonic::metadata::MetadataMap;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -17,6 +18,12 @@ use crate::auth::Credentials;
 
 /// How long a bearer token stays valid.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// Basic credentials' base64, padded or not (Go's Flight client leaves the padding out).
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// The user a call was authenticated as, in the request's extensions.
 #[derive(Debug, Clone)]
@@ -113,7 +120,7 @@ fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
 
 fn decode_basic(encoded: &str) -> Result<(String, String), Status> {
     let malformed = || Status::unauthenticated("malformed basic credentials");
-    let bytes = STANDARD.decode(encoded).map_err(|_| malformed())?;
+    let bytes = BASIC.decode(encoded).map_err(|_| malformed())?;
     let text = String::from_utf8(bytes).map_err(|_| malformed())?;
     let (user, password) = text.split_once(':').ok_or_else(malformed)?;
     Ok((user.to_string(), password.to_string()))
@@ -143,6 +150,7 @@ mod tests {
     }
 
     fn basic(user: &str, password: &str) -> MetadataMap {
+        use base64::engine::general_purpose::STANDARD;
         with_header(&format!(
             "Basic {}",
             STANDARD.encode(format!("{user}:{password}"))
@@ -153,6 +161,19 @@ mod tests {
     fn users_need_the_right_password_or_a_token() {
         let auth = Auth::new(PasswordUsers::parse(["ana:pw"]).unwrap().into_credentials());
         assert_eq!(auth.authenticate(&basic("ana", "pw")).unwrap().0, "ana");
+        // Unpadded, as Go's client sends it ("ana:pw" is 6 bytes: padded "YW5hOnB3").
+        let unpadded = auth.authenticate(&with_header("Basic YW5hOnB3")).unwrap();
+        assert_eq!(unpadded.0, "ana");
+        let auth = Auth::new(
+            PasswordUsers::parse(["ana:pwd"])
+                .unwrap()
+                .into_credentials(),
+        );
+        assert!(auth.authenticate(&with_header("Basic YW5hOnB3ZA")).is_ok());
+        assert!(
+            auth.authenticate(&with_header("Basic YW5hOnB3ZA=="))
+                .is_ok()
+        );
         let bad = auth.authenticate(&basic("ana", "nope")).unwrap_err();
         assert_eq!(bad.code(), tonic::Code::Unauthenticated);
         assert!(auth.authenticate(&MetadataMap::new()).is_err());
