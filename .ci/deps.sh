@@ -5,6 +5,7 @@
 # database the sqllogictest files are also checked against). Idempotent; does nothing when
 # all is there.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # One venv for every Python client; the Makefile points the tests at it (ARMORLAKE_PYTHON).

@@ -41,7 +41,8 @@ fn start_operator(master: &str, name: &str, cluster: &str, sim: &str, dir: &Path
 
 fn start_query(master: &str) -> (Proc, u16) {
     let mut cmd = armorlake();
-    cmd.args(["query", "--master", master, "--pg-listen", "127.0.0.1:0"]);
+    cmd.args(["query", "--master", master, "--pg-listen", "127.0.0.1:0"])
+        .args(["--flight-listen", "127.0.0.1:0"]);
     let (proc, line) = Proc::start(cmd, "query node is ready");
     let port = line
         .split_whitespace()

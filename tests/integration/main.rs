@@ -13,6 +13,7 @@ mod cluster;
 mod distributed;
 mod durability;
 mod first_slice;
+mod flight;
 mod ingest;
 mod pg_clients;
 mod pg_security;

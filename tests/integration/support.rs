@@ -91,6 +91,8 @@ pub struct Up {
     pub proc: Proc,
     /// PostgreSQL port.
     pub pg_port: u16,
+    /// Arrow Flight SQL port.
+    pub flight_port: u16,
 }
 
 /// Starts `armorlake up` on a free loopback port with `data_dir`, pulling from `kubearmor`
@@ -101,6 +103,7 @@ pub fn start_up(data_dir: &Path, kubearmor: &[&str], extra: &[&str]) -> Up {
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--pg-listen", "127.0.0.1:0", "--flush-interval", "2s"])
+        .args(["--flight-listen", "127.0.0.1:0"])
         .args(extra);
     for k in kubearmor {
         cmd.args(["--kubearmor", k]);
@@ -112,7 +115,22 @@ pub fn start_up(data_dir: &Path, kubearmor: &[&str], extra: &[&str]) -> Up {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .expect("port in ready line");
-    Up { proc, pg_port }
+    let flight_port = flight_port(&line);
+    Up {
+        proc,
+        pg_port,
+        flight_port,
+    }
+}
+
+/// The Flight SQL port in a ready line (`… (Flight SQL: grpc://127.0.0.1:PORT)`).
+pub fn flight_port(line: &str) -> u16 {
+    line.split("grpc://")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| c == ')' || c.is_whitespace()).next())
+        .and_then(|addr| addr.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("Flight SQL port in ready line")
 }
 
 /// Runs psql against `port` with `args` (database kubearmor, user armorlake, no psqlrc).

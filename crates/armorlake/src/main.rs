@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use armorlake_node::{
-    KubeArmorTls, OperatorProcess, PullOptions, QueryProcess, UpConfig, run_master, run_operator,
-    run_query, run_up,
+    FlightOptions, FrontEnds, KubeArmorTls, Listening, OperatorProcess, PasswordUsers, PullOptions,
+    QueryProcess, UpConfig, run_master, run_operator, run_query, run_up,
 };
 use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
@@ -50,9 +50,8 @@ struct UpArgs {
     /// Where events are stored.
     #[arg(long, env = "ARMORLAKE_DATA_DIR", default_value = "armorlake-data")]
     data_dir: PathBuf,
-    /// PostgreSQL wire protocol listener.
-    #[arg(long, env = "ARMORLAKE_PG_LISTEN", default_value = "127.0.0.1:5433")]
-    pg_listen: SocketAddr,
+    #[command(flatten)]
+    front: FrontArgs,
     /// KubeArmor endpoint to pull from (HOST:PORT); repeat for several. None: the built-in
     /// simulator.
     #[arg(long = "kubearmor", value_name = "HOST:PORT")]
@@ -64,8 +63,57 @@ struct UpArgs {
     pull: PullArgs,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+/// The query node's front ends.
+#[derive(Debug, clap::Args)]
+struct FrontArgs {
+    /// PostgreSQL wire protocol listener.
+    #[arg(long, env = "ARMORLAKE_PG_LISTEN", default_value = "127.0.0.1:5433")]
+    pg_listen: SocketAddr,
+    /// Arrow Flight SQL (gRPC) listener.
+    #[arg(
+        long,
+        env = "ARMORLAKE_FLIGHT_LISTEN",
+        default_value = "127.0.0.1:50062"
+    )]
+    flight_listen: SocketAddr,
+    /// A Flight SQL user, NAME:PASSWORD; repeat for several. Without any, every Flight SQL
+    /// client is trusted, which is allowed only on a loopback --flight-listen.
+    #[arg(
+        long = "flight-user",
+        env = "ARMORLAKE_FLIGHT_USER",
+        value_name = "NAME:PASSWORD"
+    )]
+    flight_users: Vec<String>,
     #[command(flatten)]
     pg: PgArgs,
+}
+
+impl FrontArgs {
+    fn front_ends(self) -> Result<FrontEnds, String> {
+        let users = PasswordUsers::parse(self.flight_users.iter().map(String::as_str))
+            .map_err(|e| format!("--flight-user: {e}"))?;
+        Ok(FrontEnds {
+            pg: self.pg.options(self.pg_listen)?,
+            pg_listen: self.pg_listen,
+            flight_listen: self.flight_listen,
+            flight: FlightOptions {
+                credentials: users.into_credentials(),
+                tls: None,
+            },
+        })
+    }
+}
+
+/// The line a query node prints once clients can connect.
+fn ready_line(what: &str, addrs: Listening) -> String {
+    format!(
+        "{what} is ready: psql -h {} -p {} -U armorlake kubearmor  (Flight SQL: grpc://{})",
+        addrs.pg.ip(),
+        addrs.pg.port(),
+        addrs.flight
+    )
 }
 
 /// How an operator subscribes to KubeArmor.
@@ -172,11 +220,8 @@ struct QueryArgs {
     /// The node's name (default: query@ and the PostgreSQL listener).
     #[arg(long)]
     name: Option<String>,
-    /// PostgreSQL wire protocol listener.
-    #[arg(long, env = "ARMORLAKE_PG_LISTEN", default_value = "127.0.0.1:5433")]
-    pg_listen: SocketAddr,
     #[command(flatten)]
-    pg: PgArgs,
+    front: FrontArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -243,19 +288,14 @@ impl StoreArgs {
 async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
     let config = UpConfig {
         pull: args.pull.options()?,
-        pg: args.pg.options(args.pg_listen)?,
         data_dir: args.data_dir,
-        pg_listen: args.pg_listen,
+        front: args.front.front_ends()?,
         kubearmor: args.kubearmor,
         simulate: args.simulate,
         store: args.store.options(),
     };
-    run_up(config, shutdown, |addr| {
-        println!(
-            "armorlake is ready: psql -h {} -p {} -U armorlake kubearmor",
-            addr.ip(),
-            addr.port()
-        );
+    run_up(config, shutdown, |addrs| {
+        println!("{}", ready_line("armorlake", addrs));
     })
     .await
     .map_err(|e| e.to_string())
@@ -297,16 +337,11 @@ async fn query(args: QueryArgs, shutdown: CancellationToken) -> Result<(), Strin
         master: args.master,
         name: args
             .name
-            .unwrap_or_else(|| format!("query@{}", args.pg_listen)),
-        pg: args.pg.options(args.pg_listen)?,
-        pg_listen: args.pg_listen,
+            .unwrap_or_else(|| format!("query@{}", args.front.pg_listen)),
+        front: args.front.front_ends()?,
     };
-    run_query(config, shutdown, |addr| {
-        println!(
-            "armorlake query node is ready: psql -h {} -p {} -U armorlake kubearmor",
-            addr.ip(),
-            addr.port()
-        );
+    run_query(config, shutdown, |addrs| {
+        println!("{}", ready_line("armorlake query node", addrs));
     })
     .await
     .map_err(|e| e.to_string())

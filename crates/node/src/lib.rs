@@ -6,11 +6,15 @@
 //! `up`'s. `up` wires in-process implementations; the separate `master`, `operator` and
 //! `query` processes wire gRPC ones.
 
+pub mod front;
 pub mod operator;
 pub mod roles;
 pub mod up;
 
 pub use armorlake_ingest::KubeArmorTls;
+pub use armorlake_query::auth::{Credentials, PasswordUsers};
+pub use armorlake_query::flight::FlightOptions;
+pub use front::{FrontEnds, Listening};
 pub use operator::{Operator, OperatorConfig, PullOptions};
 pub use roles::{OperatorProcess, QueryProcess, run_master, run_operator, run_query};
 pub use up::{UpConfig, run_up};
@@ -38,6 +42,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The configuration is refused.
+    #[error("{0}")]
+    Config(String),
     /// The built-in KubeArmor simulator failed.
     #[error("simulator: {0}")]
     Simulator(String),

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use armorlake_meta::{CachedMeta, GrpcMeta, MetaService, NodeInfo, Role, StoredMeta};
-use armorlake_query::pg::PgOptions;
 use armorlake_query::{Liveness, QueryEngine};
 use armorlake_storage::StoreOptions;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::front::{FrontEnds, Listening};
 use crate::operator::{Operator, OperatorConfig, PullOptions};
 use crate::{Error, Result, VERSION};
 
@@ -125,10 +125,8 @@ pub struct QueryProcess {
     pub master: String,
     /// The node's name.
     pub name: String,
-    /// The PostgreSQL listener.
-    pub pg_listen: SocketAddr,
-    /// Its users, TLS and limits.
-    pub pg: PgOptions,
+    /// The PostgreSQL and Flight SQL front ends.
+    pub front: FrontEnds,
 }
 
 /// How often a query node probes the operators.
@@ -136,11 +134,11 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs a query node until `shutdown`: its catalog comes from the master (cached, so it goes
 /// on while the master is away) and its queries run on the operators. `ready` receives the
-/// PostgreSQL address.
+/// front ends' addresses.
 pub async fn run_query(
     config: QueryProcess,
     shutdown: CancellationToken,
-    ready: impl FnOnce(SocketAddr),
+    ready: impl FnOnce(Listening),
 ) -> Result<()> {
     let master: Arc<dyn MetaService> = Arc::new(GrpcMeta::connect_lazy(&config.master)?);
     let meta = CachedMeta::new(master.clone());
@@ -155,21 +153,12 @@ pub async fn run_query(
             .run_prober(meta.clone(), PROBE_INTERVAL, shutdown.clone()),
     );
     let engine = QueryEngine::new(meta, liveness, None)?;
-    let listener = TcpListener::bind(config.pg_listen)
-        .await
-        .map_err(io(format!(
-            "binding PostgreSQL listener {}",
-            config.pg_listen
-        )))?;
-    let addr = listener
-        .local_addr()
-        .map_err(io("reading the PostgreSQL address".into()))?;
-    let node = NodeInfo::new(config.name, Role::Query, addr.to_string(), VERSION);
+    let front = config.front.bind().await?;
+    let addrs = front.addrs;
+    let node = NodeInfo::new(config.name, Role::Query, addrs.pg.to_string(), VERSION);
     tokio::spawn(register_until_accepted(master, node, shutdown.clone()));
-    ready(addr);
-    armorlake_query::pg::serve(listener, &engine, config.pg, shutdown.cancelled_owned())
-        .await
-        .map_err(io("serving PostgreSQL".into()))
+    ready(addrs);
+    front.serve(&engine, shutdown).await
 }
 
 /// Registers `node` with the master, retrying while it is unreachable.

@@ -1,19 +1,18 @@
 //! `armorlake up`: master, operator and query roles in one process, fed by the built-in
 //! KubeArmor simulator unless real endpoints are given.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use armorlake_meta::{MemoryMeta, MetaService, NodeInfo, Role};
-use armorlake_query::pg::PgOptions;
 use armorlake_query::{Liveness, QueryEngine};
 use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::front::{FrontEnds, Listening};
 use crate::operator::{Operator, OperatorConfig, PullOptions};
 use crate::{Error, Result, VERSION};
 
@@ -22,10 +21,8 @@ use crate::{Error, Result, VERSION};
 pub struct UpConfig {
     /// Where the operator keeps its tables.
     pub data_dir: PathBuf,
-    /// The PostgreSQL listener.
-    pub pg_listen: SocketAddr,
-    /// Users, TLS and limits of the PostgreSQL front end.
-    pub pg: PgOptions,
+    /// The PostgreSQL and Flight SQL front ends.
+    pub front: FrontEnds,
     /// KubeArmor endpoints; none starts the built-in simulator.
     pub kubearmor: Vec<String>,
     /// Events per second of the built-in simulator.
@@ -40,12 +37,12 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
 
-/// Runs every role until `shutdown` is cancelled. `ready` receives the PostgreSQL address
-/// once clients can connect.
+/// Runs every role until `shutdown` is cancelled. `ready` receives the front ends'
+/// addresses once clients can connect.
 pub async fn run_up(
     config: UpConfig,
     shutdown: CancellationToken,
-    ready: impl FnOnce(SocketAddr),
+    ready: impl FnOnce(Listening),
 ) -> Result<()> {
     let mut endpoints = config.kubearmor.clone();
     let mut sim_task = None;
@@ -90,33 +87,19 @@ pub async fn run_up(
     // here, without a network hop.
     let meta_for_query = meta.clone();
     let engine = QueryEngine::new(meta, Liveness::new(), Some(operator.local()))?;
-    let listener = TcpListener::bind(config.pg_listen)
-        .await
-        .map_err(io(format!(
-            "binding PostgreSQL listener {}",
-            config.pg_listen
-        )))?;
-    let addr = listener
-        .local_addr()
-        .map_err(io("reading the PostgreSQL address".into()))?;
+    let front = config.front.bind().await?;
+    let addrs = front.addrs;
     meta_for_query
         .register(NodeInfo::new(
             "query",
             Role::Query,
-            addr.to_string(),
+            addrs.pg.to_string(),
             VERSION,
         ))
         .await?;
-    ready(addr);
+    ready(addrs);
 
-    armorlake_query::pg::serve(
-        listener,
-        &engine,
-        config.pg,
-        shutdown.clone().cancelled_owned(),
-    )
-    .await
-    .map_err(io("serving PostgreSQL".into()))?;
+    front.serve(&engine, shutdown.clone()).await?;
     operator.join().await;
     if let Some(task) = sim_task {
         match task.await {

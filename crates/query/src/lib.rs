@@ -1,5 +1,5 @@
 //! The query node: a DataFusion session whose tables span the cluster, served over the
-//! PostgreSQL wire protocol.
+//! PostgreSQL wire protocol ([`pg`]) and Arrow Flight SQL ([`flight`]).
 //!
 //! The planner owns the interface to the data: [`OperatorHandle`] is what an operator gives
 //! (a plan reading its own rows). Plans are distributed with datafusion-distributed: every
@@ -7,9 +7,11 @@
 //! ([`distribute::worker`]), each reading its own rows; the query node plans, merges and
 //! serves.
 
+pub mod auth;
 pub mod cluster;
 pub mod codec;
 pub mod distribute;
+pub mod flight;
 pub mod functions;
 pub mod notices;
 pub mod pg;

@@ -1,0 +1,430 @@
+//! The Arrow Flight SQL front end: arrow-flight's [`FlightSqlService`] over the query
+//! node's DataFusion session, so a Flight SQL client runs the same distributed queries as a
+//! PostgreSQL one and gets the operators' Arrow batches as they come.
+//!
+//! Supported: statement queries, prepared statements with parameters, the metadata commands
+//! (SQL info, catalogs, schemas, tables with their schemas, table types), and a basic-auth
+//! handshake returning a bearer token. Read-only: DDL, DML and `SET` are refused.
+
+mod auth;
+mod error;
+mod metadata;
+mod prepared;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::QueryEngine;
+use crate::auth::Credentials;
+use auth::{Auth, Gate, User};
+use prepared::Statements;
+
+/// How the Flight SQL front end is served.
+#[derive(Debug, Clone)]
+pub struct FlightOptions {
+    /// Who may connect. With no users, every client is trusted (loopback listeners only:
+    /// see [`crate::auth::check_listener`]).
+    pub credentials: Arc<dyn Credentials>,
+    /// TLS; `None` serves plain gRPC.
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// Serves Flight SQL on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    engine: &QueryEngine,
+    options: FlightOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let auth = Arc::new(Auth::new(options.credentials));
+    let service = FlightSql {
+        ctx: engine.context().clone(),
+        auth: auth.clone(),
+        statements: Statements::default(),
+    };
+    let mut server = Server::builder();
+    if let Some(tls) = options.tls {
+        server = server.tls_config(tls)?;
+    }
+    server
+        .add_service(FlightServiceServer::with_interceptor(service, Gate(auth)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// The Flight SQL service over a DataFusion session.
+struct FlightSql {
+    ctx: Arc<SessionContext>,
+    auth: Arc<Auth>,
+    statements: Statements,
+}
+
+type DoGetStream = <FlightSql as FlightService>::DoGetStream;
+
+/// Flight SQL is read-only: queries, not DDL, DML or `SET` (which would change the session
+/// every client shares).
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+fn user<T>(request: &Request<T>) -> &str {
+    request
+        .extensions()
+        .get::<User>()
+        .map_or("unknown", |u| u.0.as_str())
+}
+
+fn status(e: DataFusionError) -> Status {
+    error::status(&e)
+}
+
+fn schema_bytes(schema: &Schema) -> Result<prost::bytes::Bytes, Status> {
+    let options = arrow::ipc::writer::IpcWriteOptions::default();
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &options)
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+/// A `FlightInfo` whose one endpoint's ticket is `ticket`, to be fetched from this server.
+fn flight_info(
+    schema: &Schema,
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// Streams a query's batches as DataFusion produces them.
+async fn stream_frame(frame: DataFrame) -> Result<Response<DoGetStream>, Status> {
+    let batches = frame.execute_stream().await.map_err(status)?;
+    let schema = batches.schema();
+    let batches = batches.map_err(|e| FlightError::Tonic(Box::new(status(e))));
+    let data = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .map_err(Status::from);
+    Ok(Response::new(Box::pin(data)))
+}
+
+/// Streams one metadata batch.
+fn stream_batch(batch: RecordBatch) -> Response<DoGetStream> {
+    let data = FlightDataEncoderBuilder::new()
+        .with_schema(batch.schema())
+        .build(futures::stream::once(async { Ok(batch) }))
+        .map_err(Status::from);
+    Response::new(Box::pin(data))
+}
+
+impl FlightSql {
+    /// Plans `sql` as a statement query.
+    async fn statement(&self, sql: &str) -> Result<DataFrame, Status> {
+        self.ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(status)
+    }
+
+    /// The prepared statement `handle` with its bound parameters, ready to run.
+    async fn prepared(&self, handle: &[u8]) -> Result<DataFrame, Status> {
+        let plan = self.statements.plan(handle).map_err(status)?;
+        self.ctx.execute_logical_plan(plan).await.map_err(status)
+    }
+
+    /// Plans `sql` without running anything, placeholders left in.
+    async fn prepare(&self, sql: &str) -> Result<LogicalPlan, Status> {
+        let sql = prepared::number_question_marks(sql);
+        let plan = self
+            .ctx
+            .state()
+            .create_logical_plan(&sql)
+            .await
+            .map_err(status)?;
+        read_only().verify_plan(&plan).map_err(status)?;
+        Ok(plan)
+    }
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSql {
+    type FlightService = FlightSql;
+
+    /// The interceptor has checked the credentials already; answer with a bearer token.
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        let user = user(&request).to_string();
+        let token = self.auth.issue(&user);
+        tracing::debug!(%user, "Flight SQL handshake");
+        let header = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Status::internal("token is not a valid header"))?;
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.into_bytes().into(),
+        };
+        let mut response: Response<Pin<Box<dyn Stream<Item = _> + Send>>> =
+            Response::new(Box::pin(futures::stream::iter([Ok(reply)])));
+        response.metadata_mut().insert("authorization", header);
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        tracing::debug!(user = user(&request), sql = %query.query, "Flight SQL query");
+        let frame = self.statement(&query.query).await?;
+        let schema = frame.schema().as_arrow().clone();
+        // The ticket carries the SQL: DoGet plans it again, so no state waits for it.
+        let ticket = TicketStatementQuery {
+            statement_handle: query.query.into_bytes().into(),
+        };
+        flight_info(
+            &schema,
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let sql = std::str::from_utf8(&ticket.statement_handle)
+            .map_err(|_| error::invalid("the statement ticket is not UTF-8 SQL"))?;
+        stream_frame(self.statement(sql).await?).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        tracing::debug!(user = user(&request), sql = %query.query, "Flight SQL prepare");
+        let plan = self.prepare(&query.query).await?;
+        let dataset_schema = schema_bytes(plan.schema().as_arrow())?;
+        let parameters = prepared::parameter_schema(&plan).map_err(status)?;
+        let parameter_schema = schema_bytes(&parameters)?;
+        let handle = self.statements.insert(plan);
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into(),
+            dataset_schema,
+            parameter_schema,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let data = request.into_inner().map_err(FlightError::from);
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data)
+            .try_collect()
+            .await
+            .map_err(|e| error::invalid(format!("reading the parameters: {e}")))?;
+        self.statements
+            .bind(&query.prepared_statement_handle, &batches)
+            .map_err(status)?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(query.prepared_statement_handle),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let frame = self.prepared(&query.prepared_statement_handle).await?;
+        let schema = frame.schema().as_arrow().clone();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        stream_frame(self.prepared(&query.prepared_statement_handle).await?).await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.statements.close(&query.prepared_statement_handle);
+        Ok(())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let info = sql_info()?;
+        let schema = query.clone().into_builder(info).schema();
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(&schema, ticket, request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = query
+            .into_builder(sql_info()?)
+            .build()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(stream_batch(batch))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = metadata::catalogs(&self.ctx, query)?;
+        Ok(stream_batch(batch))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = metadata::schemas(&self.ctx, query)?;
+        Ok(stream_batch(batch))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = metadata::tables(&self.ctx, query).await?;
+        Ok(stream_batch(batch))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = metadata::table_types(query)?;
+        Ok(stream_batch(batch))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+fn sql_info() -> Result<&'static arrow_flight::sql::metadata::SqlInfoData, Status> {
+    metadata::SQL_INFO
+        .as_ref()
+        .ok_or_else(|| Status::internal("server information is unavailable"))
+}
