@@ -103,3 +103,77 @@ fn without_users_flight_is_open_on_loopback_only() {
     assert!(!out.status.success(), "started: {stderr}");
     assert!(stderr.contains("not a loopback address"), "{stderr}");
 }
+
+#[test]
+fn flight_sql_signs_in_the_postgres_users_of_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("armorlake.toml");
+    // One user by SCRAM secret as PostgreSQL stores it, one by development password.
+    let secret = armorlake_query::pg::ScramSecret::from_password("s3cret-scram")
+        .unwrap()
+        .to_postgres();
+    std::fs::write(
+        &config,
+        format!(
+            "[[users]]\nname = \"dana\"\nscram_sha_256 = \"{secret}\"\n\n\
+             [[users]]\nname = \"eve\"\npassword = \"dev-pw\"\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let config = config.to_str().unwrap();
+    let up = start_up(&data, &[], &["--simulate", "2000", "--config", config]);
+    // psql signs in as eve too; wait until alerts have arrived.
+    let port = up.pg_port.to_string();
+    eventually(Duration::from_secs(60), "rows in alerts", || {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "eve",
+            ])
+            .args(["-d", "kubearmor", "-c", "SELECT count(*) FROM alerts"])
+            .env("PGPASSWORD", "dev-pw")
+            .output()
+            .unwrap();
+        let n: i64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        (n > 0).then_some(())
+    });
+    let uri = format!("grpc://127.0.0.1:{}", up.flight_port);
+    // The script checks that these credentials work and that wrong, missing and forged
+    // ones are refused.
+    run_script("flight_pyarrow.py", &[&uri, "dana", "s3cret-scram"]);
+    run_script("flight_pyarrow.py", &[&uri, "eve", "dev-pw"]);
+}
+
+#[test]
+fn flight_sql_serves_tls_with_the_postgres_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::pg_security::self_signed(dir.path());
+    let up = start_up(
+        &dir.path().join("data"),
+        &[],
+        &[
+            "--simulate",
+            "2000",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--flight-user",
+            "fay:pw",
+        ],
+    );
+    wait_for_rows(up.pg_port);
+    let uri = format!("grpc+tls://localhost:{}", up.flight_port);
+    run_script("flight_pyarrow.py", &[&uri, "fay", "pw", &cert]);
+}

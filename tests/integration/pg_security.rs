@@ -98,7 +98,7 @@ fn trust_without_users_is_refused_on_a_non_loopback_address() {
 }
 
 /// A throwaway certificate for localhost and 127.0.0.1; returns (cert path, key path).
-fn self_signed(dir: &Path) -> (String, String) {
+pub fn self_signed(dir: &Path) -> (String, String) {
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     (

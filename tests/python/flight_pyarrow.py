@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 uri, user, password = sys.argv[1:4]
+# Optional: the CA (PEM file) to trust for a grpc+tls:// URI.
+ca = open(sys.argv[4], "rb").read() if len(sys.argv) > 4 else None
 
 
 def check(condition, message):
@@ -52,7 +54,7 @@ def run(client, options, sql):
     return table
 
 
-client = flight.FlightClient(uri)
+client = flight.FlightClient(uri, tls_root_certs=ca) if ca else flight.FlightClient(uri)
 
 if user:
     # Wrong password: the handshake is refused.

@@ -6,6 +6,7 @@ mod pg_args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use armorlake_node::{
@@ -16,6 +17,8 @@ use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+
+use armorlake_query::auth::Credentials;
 
 use crate::pg_args::PgArgs;
 
@@ -92,16 +95,21 @@ struct FrontArgs {
 
 impl FrontArgs {
     fn front_ends(self) -> Result<FrontEnds, String> {
-        let users = PasswordUsers::parse(self.flight_users.iter().map(String::as_str))
-            .map_err(|e| format!("--flight-user: {e}"))?;
+        let pg = self.pg.options(self.pg_listen)?;
+        // Flight SQL signs in the PostgreSQL users unless --flight-user names its own, and
+        // serves the same certificate.
+        let credentials = match self.flight_users.is_empty() {
+            true => Arc::new(pg.users.clone()) as Arc<dyn Credentials>,
+            false => PasswordUsers::parse(self.flight_users.iter().map(String::as_str))
+                .map_err(|e| format!("--flight-user: {e}"))?
+                .into_credentials(),
+        };
+        let tls = self.pg.flight_tls()?;
         Ok(FrontEnds {
-            pg: self.pg.options(self.pg_listen)?,
+            pg,
             pg_listen: self.pg_listen,
             flight_listen: self.flight_listen,
-            flight: FlightOptions {
-                credentials: users.into_credentials(),
-                tls: None,
-            },
+            flight: FlightOptions { credentials, tls },
         })
     }
 }

@@ -40,6 +40,20 @@ pub struct PgArgs {
 }
 
 impl PgArgs {
+    /// The same certificate for Flight SQL (gRPC over TLS), if one is configured.
+    pub fn flight_tls(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+        };
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        Ok(Some(
+            tonic::transport::ServerTlsConfig::new().identity(identity),
+        ))
+    }
+
     /// Loads the users and TLS files, and checks the result is safe to serve on `listen`.
     pub fn options(&self, listen: SocketAddr) -> Result<PgOptions, String> {
         let users = match &self.config {

@@ -52,6 +52,17 @@ impl Users {
     }
 }
 
+/// The PostgreSQL users also sign in to Flight SQL, with the same passwords.
+impl crate::auth::Credentials for Users {
+    fn has_users(&self) -> bool {
+        !self.is_empty()
+    }
+
+    fn verify(&self, user: &str, password: &str) -> bool {
+        self.secret(user).is_some_and(|s| s.verifies(password))
+    }
+}
+
 fn user_error(name: &str, e: ScramError) -> Error {
     Error::Config(format!("user {name:?}: {e}"))
 }

@@ -146,6 +146,17 @@ impl ScramSecret {
         }
     }
 
+    /// Whether `password` is the password this secret was made from (for front ends that
+    /// receive a password, such as Flight SQL's basic authentication).
+    pub fn verifies(&self, password: &str) -> bool {
+        let candidate = ScramSecret::from_password_with(password, &self.salt, self.iterations);
+        let same = |a: &[u8; 32], b: &[u8; 32]| {
+            a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        };
+        same(&candidate.stored_key, &self.stored_key)
+            & same(&candidate.server_key, &self.server_key)
+    }
+
     /// A secret for `password` with a fresh random salt (development passwords).
     pub fn from_password(password: &str) -> Result<Self, ScramError> {
         let salt = random_bytes::<16>()?;
