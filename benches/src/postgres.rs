@@ -317,6 +317,16 @@ impl Cluster {
         Ok((rows, took))
     }
 
+    /// The server's TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory holding the server's unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
     /// The postmaster's process id (first line of `postmaster.pid`).
     pub fn postmaster_pid(&self) -> Option<u32> {
         fs::read_to_string(self.data.join("postmaster.pid"))
