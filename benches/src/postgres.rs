@@ -274,11 +274,6 @@ impl Cluster {
         c
     }
 
-    /// The TCP port it listens on, on 127.0.0.1 (user `postgres`, trust).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Runs `sql` and returns what psql printed (unaligned, tuples only).
     pub fn query(&self, sql: &str) -> Result<String> {
         let out = self
@@ -320,6 +315,16 @@ impl Cluster {
             .parse()
             .map_err(|e| format!("counting rows of {table}: {e}"))?;
         Ok((rows, took))
+    }
+
+    /// The server's TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory holding the server's unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
     }
 
     /// The postmaster's process id (first line of `postmaster.pid`).
