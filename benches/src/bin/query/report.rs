@@ -135,10 +135,9 @@ pub fn print_summary(
     let pg = find("PostgreSQL");
     let duck = find("DuckDB");
     println!(
-        "\nsummary: p50 per query, {} events ({} = above the goal; information, not \
+        "\nsummary: p50 per query, {} events (! = above the goal; information, not \
          assertions)",
         thousands(data.events()),
-        "!"
     );
     let p50 = |run: Option<&SystemRun>, i: usize| {
         run.and_then(|r| r.timings[i].p50())
