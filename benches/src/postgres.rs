@@ -327,6 +327,44 @@ impl Cluster {
         &self.socket_dir
     }
 
+    /// `COPY table FROM STDIN` with what `write` writes as psql's standard input (COPY text),
+    /// streamed: nothing goes to disk first. Returns the rows the table then holds.
+    pub fn copy_streamed(
+        &self,
+        table: &str,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<u64> {
+        let sql = format!("COPY {} FROM STDIN", crate::copy::quote_ident(table));
+        let mut child = self
+            .psql()
+            .args(["-c", &sql])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("running psql: {e}"))?;
+        let written = match child.stdin.take() {
+            Some(stdin) => {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, stdin);
+                write(&mut out).and_then(|()| out.flush())
+            }
+            None => Err(std::io::Error::other("psql has no stdin")),
+        };
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("waiting for psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("{sql} failed: {}", describe(&out)));
+        }
+        written.map_err(|e| format!("{sql}: writing the rows: {e}"))?;
+        self.query(&format!(
+            "SELECT count(*) FROM {}",
+            crate::copy::quote_ident(table)
+        ))?
+        .parse()
+        .map_err(|e| format!("counting rows of {table}: {e}"))
+    }
+
     /// The postmaster's process id (first line of `postmaster.pid`).
     pub fn postmaster_pid(&self) -> Option<u32> {
         fs::read_to_string(self.data.join("postmaster.pid"))

@@ -3,10 +3,8 @@
 //! converted by armorlake's own ingest code.
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use armorlake_benches::copy::write_copy_text;
 use armorlake_common::Table;
 use armorlake_ingest::convert::{AlertBatchBuilder, LogBatchBuilder, MessageBatchBuilder};
 use armorlake_sim::{EventKind, SimEvent};
@@ -107,16 +105,13 @@ fn table_of(kind: EventKind) -> Table {
 /// One table's files.
 pub struct TableFiles {
     pub table: Table,
-    pub copy: PathBuf,
     pub parquet: PathBuf,
     pub rows: u64,
 }
 
 struct Output {
     table: Table,
-    copy_path: PathBuf,
     parquet_path: PathBuf,
-    copy: BufWriter<File>,
     parquet: ArrowWriter<File>,
     rows: u64,
 }
@@ -127,7 +122,6 @@ impl Output {
             return Ok(());
         }
         self.rows += batch.num_rows() as u64;
-        write_copy_text(batch, &mut self.copy).map_err(|e| format!("writing COPY text: {e}"))?;
         self.parquet
             .write(batch)
             .map_err(|e| format!("writing Parquet: {e}"))
@@ -135,8 +129,8 @@ impl Output {
 }
 
 /// Writes every event of `data` as the operators store them (operator name and endpoint
-/// included; `endpoints[i]` is source i's simulator) into one COPY text file and one Parquet
-/// file per table under `dir`.
+/// included; `endpoints[i]` is source i's simulator) into one Parquet file per table under
+/// `dir`.
 pub fn write_files(
     data: &Dataset,
     endpoints: &[String],
@@ -144,7 +138,6 @@ pub fn write_files(
 ) -> Result<Vec<TableFiles>, String> {
     let mut outputs = Vec::new();
     for table in Table::ALL {
-        let copy_path = dir.join(format!("{table}.copy"));
         let parquet_path = dir.join(format!("{table}.parquet"));
         let create =
             |p: &Path| File::create(p).map_err(|e| format!("creating {}: {e}", p.display()));
@@ -152,8 +145,6 @@ pub fn write_files(
             .map_err(|e| format!("opening a Parquet writer: {e}"))?;
         outputs.push(Output {
             table,
-            copy: BufWriter::with_capacity(1 << 20, create(&copy_path)?),
-            copy_path,
             parquet_path,
             parquet,
             rows: 0,
@@ -193,15 +184,11 @@ pub fn write_files(
     }
     let mut files = Vec::new();
     for out in outputs {
-        out.copy
-            .into_inner()
-            .map_err(|e| format!("writing COPY text: {}", e.into_error()))?;
         out.parquet
             .close()
             .map_err(|e| format!("closing Parquet: {e}"))?;
         files.push(TableFiles {
             table: out.table,
-            copy: out.copy_path,
             parquet: out.parquet_path,
             rows: out.rows,
         });

@@ -38,7 +38,7 @@ const OPERATORS: u64 = 3;
 /// Give up waiting for ingestion when the row count has not grown for this long.
 const STALL: Duration = Duration::from_secs(120);
 /// Wait at most this long for the stores to flush and compact (the operators' maintenance
-/// runs every 60 s and deletes merged files 60 s after they were replaced).
+/// runs every 60 s).
 const SETTLE: Duration = Duration::from_secs(300);
 
 /// Query times on an armorlake cluster against one node, PostgreSQL 15 and DuckDB.
@@ -189,8 +189,16 @@ fn run(args: &Args) -> Result<(), String> {
         })
     });
 
-    let cluster_done = runtime.block_on(wait_ingested(&data, &mut query, "cluster"))?;
-    let up_done = runtime.block_on(wait_ingested(&data, &mut up, "up"))?;
+    let waited = runtime
+        .block_on(wait_ingested(&data, &mut query, "cluster"))
+        .and_then(|c| Ok((c, runtime.block_on(wait_ingested(&data, &mut up, "up"))?)));
+    let (cluster_done, up_done) = match waited {
+        Ok(done) => done,
+        Err(e) => {
+            drop((up, query, operators, master, sims));
+            return Err(format!("{e}\n  (logs kept in {})", temp.keep().display()));
+        }
+    };
     println!(
         "  every event ingested (count(*) of each table): cluster after {:.1} s, up after \
          {:.1} s (both ingesting at once)",
@@ -221,8 +229,8 @@ fn run(args: &Args) -> Result<(), String> {
                 .join()
                 .map_err(|_| "the file writer panicked".to_string())??;
             println!(
-                "\nthe same rows as files for PostgreSQL and DuckDB (armorlake's converters; \
-                 written during ingestion in {:.1} s): {}",
+                "\nthe same rows as Parquet files for PostgreSQL and DuckDB (armorlake's \
+                 converters; written during ingestion in {:.1} s): {}",
                 took.as_secs_f64(),
                 files
                     .iter()
@@ -329,7 +337,24 @@ async fn wait_ingested(data: &Dataset, node: &mut PgProc, what: &str) -> Result<
         if total > last {
             (last, since) = (total, Instant::now());
         } else if since.elapsed() > STALL {
-            return Err(format!("{what}: stalled at {total} of {expected} events"));
+            let sources = rows(
+                &client,
+                "SELECT operator, endpoint, stream, state, events, reconnects, last_error \
+                 FROM armorlake.sources ORDER BY 1, 2, 3",
+            )
+            .await
+            .unwrap_or_default();
+            let sources: Vec<String> = sources
+                .iter()
+                .map(|r| {
+                    let v: Vec<String> = r.iter().map(|v| v.clone().unwrap_or_default()).collect();
+                    format!("\n    {}", v.join(" | "))
+                })
+                .collect();
+            return Err(format!(
+                "{what}: stalled at {total} of {expected} events; armorlake.sources:{}",
+                sources.concat()
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -356,8 +381,8 @@ async fn print_spread(port: u16) -> Result<(), String> {
     Ok(())
 }
 
-/// Waits until every store (data directory, events it must hold) has all its rows in
-/// Parquet, one file per table and hour (flushed, compacted, the merged files deleted), or
+/// Waits until every store (data directory, events it must hold) has flushed all its rows
+/// and compacted every hour (the newest file of each table-hour holds all its rows), or
 /// [`SETTLE`] has passed.
 fn wait_settled(stores: &[(&Path, u64)]) {
     let started = Instant::now();
@@ -366,14 +391,15 @@ fn wait_settled(stores: &[(&Path, u64)]) {
         let settled = layouts
             .iter()
             .zip(stores)
-            .all(|(l, (_, events))| l.one_per_hour && l.rows == *events);
+            .all(|(l, (_, events))| !l.writing && l.newest_rows == *events);
         if settled || started.elapsed() > SETTLE {
             let files: usize = layouts.iter().map(|l| l.files).sum();
             let hours: usize = layouts.iter().map(|l| l.hours).sum();
-            let rows: u64 = layouts.iter().map(|l| l.rows).sum();
+            let rows: u64 = layouts.iter().map(|l| l.newest_rows).sum();
             println!(
-                "  {} {:.0} s later: {files} Parquet files, {} rows, for {hours} table-hours \
-                 over the four stores",
+                "  {} {:.0} s later: {} rows in the newest Parquet file of each of {hours} \
+                 table-hours over the four stores ({files} files on disk, replaced ones \
+                 included)",
                 if settled {
                     "every row in Parquet, every hour compacted"
                 } else {

@@ -240,25 +240,25 @@ pub struct Layout {
     /// Table-hours with at least one file.
     pub hours: usize,
     pub files: usize,
-    /// Rows in the files (from their footers).
-    pub rows: u64,
-    /// Every table-hour has exactly one file and no file is being written.
-    pub one_per_hour: bool,
+    /// Rows in the newest file of each table-hour. Once an hour is compacted its newest file
+    /// holds all its rows; the files it replaced may stay a while (until no snapshot holds
+    /// them).
+    pub newest_rows: u64,
+    /// A file is being written.
+    pub writing: bool,
 }
 
-/// Reads the layout of the store under `data_dir`.
+/// Reads the layout of the store under `data_dir`. File names start with their creation
+/// time in hex, so the greatest name is the newest file.
 pub fn parquet_layout(data_dir: &Path) -> Layout {
-    let mut layout = Layout {
-        one_per_hour: true,
-        ..Layout::default()
-    };
+    let mut layout = Layout::default();
     let mut stack = vec![(data_dir.to_path_buf(), 0)];
     while let Some((dir, depth)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
+        let mut newest: Option<PathBuf> = None;
         let mut here = 0;
-        let mut temporary = false;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -267,15 +267,20 @@ pub fn parquet_layout(data_dir: &Path) -> Layout {
                 }
             } else if path.extension().is_some_and(|e| e == "parquet") {
                 here += 1;
-                layout.rows += parquet_rows(&path);
+                if newest
+                    .as_ref()
+                    .is_none_or(|n| path.file_name() > n.file_name())
+                {
+                    newest = Some(path);
+                }
             } else if path.to_string_lossy().ends_with(".parquet.tmp") {
-                temporary = true;
+                layout.writing = true;
             }
         }
-        if here > 0 || temporary {
+        if let Some(newest) = newest {
             layout.hours += 1;
             layout.files += here;
-            layout.one_per_hour &= here == 1 && !temporary;
+            layout.newest_rows += parquet_rows(&newest);
         }
     }
     layout

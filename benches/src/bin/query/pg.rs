@@ -1,17 +1,20 @@
 //! PostgreSQL 15 holding the same rows: a throwaway cluster, armorlake's tables with an index
-//! on `timestamp`, loaded with COPY, vacuumed and analysed, then timed through the wire
-//! protocol like armorlake.
+//! on `timestamp`, loaded with COPY (the Parquet files' rows streamed as COPY text), vacuumed
+//! and analysed, then timed through the wire protocol like armorlake.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use armorlake_benches::copy::{create_table, quote_ident};
+use std::io::Write;
+
+use armorlake_benches::copy::{create_table, quote_ident, write_copy_text};
 use armorlake_benches::postgres::{Binaries, Cluster};
 use armorlake_benches::process::{CpuClock, Machine, MachineCpu};
 
 use crate::client::{Target, Timing, time_queries};
 use crate::data::TableFiles;
 use crate::queries::Query;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// What the PostgreSQL part measured.
 #[derive(Debug)]
@@ -25,6 +28,19 @@ pub struct Postgres {
     pub own_cores: f64,
     /// Cores other processes kept busy meanwhile.
     pub others_cores: f64,
+}
+
+/// The rows of a Parquet file as COPY text.
+fn copy_text_of(parquet: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+    let file = std::fs::File::open(parquet)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.with_batch_size(8192).build())
+        .map_err(std::io::Error::other)?;
+    let mut out = out;
+    for batch in reader {
+        write_copy_text(&batch.map_err(std::io::Error::other)?, &mut out)?;
+    }
+    Ok(())
 }
 
 /// Settings the benchmark gives its sessions (`timeout` as `statement_timeout`).
@@ -58,7 +74,7 @@ pub fn run(
             quote_ident(name),
             quote_ident(armorlake_common::TIMESTAMP_COLUMN)
         ))?;
-        let (rows, _) = cluster.copy_from(name, &f.copy)?;
+        let rows = cluster.copy_streamed(name, |out| copy_text_of(&f.parquet, out))?;
         if rows != f.rows {
             return Err(format!(
                 "COPY {name} loaded {rows} rows, the file has {}",
