@@ -210,5 +210,21 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
         rows.last().map(String::as_str),
         Some(west_only.to_string().as_str())
     );
+    // ... and says what is missing.
+    let out = psql(
+        port,
+        &[
+            "-c",
+            "SET armorlake.allow_partial_results = on",
+            "-c",
+            "SELECT count(*) FROM alerts",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("NOTICE") && stderr.contains("east") && stderr.contains("alerts"),
+        "a NOTICE names the missing cluster: {stderr}"
+    );
     drop(west1.take());
 }
