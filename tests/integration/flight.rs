@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{armorlake, eventually, query_i64, start_up};
+use crate::support::{armorlake, eventually, psql_command, query_i64, start_up};
 
 /// The venv's python: `ARMORLAKE_PYTHON`, else `.venv/bin/python` at the repository root
 /// (where `.ci/deps.sh` puts it).
@@ -124,21 +124,9 @@ fn flight_sql_signs_in_the_postgres_users_of_the_config_file() {
     let config = config.to_str().unwrap();
     let up = start_up(&data, &[], &["--simulate", "2000", "--config", config]);
     // psql signs in as eve too; wait until alerts have arrived.
-    let port = up.pg_port.to_string();
     eventually(Duration::from_secs(60), "rows in alerts", || {
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "eve",
-            ])
-            .args(["-d", "kubearmor", "-c", "SELECT count(*) FROM alerts"])
+        let out = psql_command(up.pg_port)
+            .args(["-U", "eve", "-A", "-t", "-c", "SELECT count(*) FROM alerts"])
             .env("PGPASSWORD", "dev-pw")
             .output()
             .unwrap();

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{Up, eventually, output_text, psql, query_i64, start_up};
+use crate::support::{Up, eventually, output_text, psql, psql_command, query_i64, start_up};
 
 /// A statement that runs for minutes unless it is stopped.
 const ENDLESS: &str =
@@ -169,16 +169,7 @@ fn statement_timeout_stops_a_long_statement_with_57014() {
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // As a startup option (PGOPTIONS), and the session works on afterwards.
-    let out = Command::new("psql")
-        .args(["-X", "-h", "127.0.0.1", "-p", &port.to_string()])
-        .args([
-            "-U",
-            "armorlake",
-            "-d",
-            "kubearmor",
-            "-v",
-            "VERBOSITY=verbose",
-        ])
+    let out = psql_command(port)
         .args([
             "-c",
             "SHOW statement_timeout",
@@ -218,17 +209,8 @@ fn ctrl_c_in_psql_cancels_the_running_query() {
     let up = start_up(dir.path(), &[], &[]);
     // psql -e echoes the query just before sending it: that line says the query is on
     // its way, and only then is Ctrl-C (SIGINT) a cancel rather than an exit.
-    let mut child = Command::new("psql")
-        .args(["-X", "-e", "-h", "127.0.0.1", "-p", &up.pg_port.to_string()])
-        .args([
-            "-U",
-            "armorlake",
-            "-d",
-            "kubearmor",
-            "-v",
-            "VERBOSITY=verbose",
-        ])
-        .args(["-c", ENDLESS])
+    let mut child = psql_command(up.pg_port)
+        .args(["-e", "-c", ENDLESS])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -133,9 +133,11 @@ pub fn flight_port(line: &str) -> u16 {
         .expect("Flight SQL port in ready line")
 }
 
-/// Runs psql against `port` with `args` (database kubearmor, user armorlake, no psqlrc).
-pub fn psql(port: u16, args: &[&str]) -> Output {
-    Command::new("psql")
+/// psql against `port` (database kubearmor, user armorlake, no psqlrc, verbose errors),
+/// to add arguments to.
+pub fn psql_command(port: u16) -> Command {
+    let mut command = Command::new("psql");
+    command
         .args(["-X", "-h", "127.0.0.1", "-p", &port.to_string()])
         .args([
             "-U",
@@ -145,8 +147,14 @@ pub fn psql(port: u16, args: &[&str]) -> Output {
             "-v",
             "VERBOSITY=verbose",
         ])
+        .env("PGCONNECT_TIMEOUT", "10");
+    command
+}
+
+/// Runs psql against `port` with `args` (see [`psql_command`]).
+pub fn psql(port: u16, args: &[&str]) -> Output {
+    psql_command(port)
         .args(args)
-        .env("PGCONNECT_TIMEOUT", "10")
         .output()
         .expect("psql runs (is postgresql-client installed?)")
 }

@@ -161,10 +161,7 @@ impl MetaService for CachedMeta {
     }
 
     async fn wait_version(&self, after: u64, timeout: Duration) -> Result<u64> {
-        let mut changes = self.version.subscribe();
-        let _ = tokio::time::timeout(timeout, changes.wait_for(|v| *v != after)).await;
-        let version = *changes.borrow();
-        Ok(version)
+        Ok(crate::wait_for_change(&self.version, after, timeout).await)
     }
 }
 

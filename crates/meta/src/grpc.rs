@@ -17,7 +17,7 @@ use armorlake_proto::meta::meta_service_server::{self, MetaServiceServer};
 use async_trait::async_trait;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
@@ -191,7 +191,10 @@ pub async fn serve(
     };
     tonic::transport::Server::builder()
         .add_service(MetaServer::service(meta, Some(stopped)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
 }
 

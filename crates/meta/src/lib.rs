@@ -296,6 +296,19 @@ pub(crate) fn deadline_after(timeout: Duration) -> tokio::time::Instant {
         .unwrap_or(now)
 }
 
+/// [`MetaService::wait_version`] over a version kept in a watch channel: the version once it
+/// differs from `after`, or when `timeout` passes.
+pub(crate) async fn wait_for_change(
+    version: &tokio::sync::watch::Sender<u64>,
+    after: u64,
+    timeout: Duration,
+) -> u64 {
+    let mut changes = version.subscribe();
+    // Err only when the sender is gone, which the caller prevents; either way: answer now.
+    let _ = tokio::time::timeout(timeout, changes.wait_for(|v| *v != after)).await;
+    *changes.borrow()
+}
+
 /// Microseconds since the epoch, now.
 pub fn now_micros() -> i64 {
     SystemTime::now()

@@ -278,11 +278,7 @@ impl<S: KvStore> MetaService for StoredMeta<S> {
     }
 
     async fn wait_version(&self, after: u64, timeout: Duration) -> Result<u64> {
-        let mut changes = self.version.subscribe();
-        // Err only when the sender is gone, which `self` prevents; either way: answer now.
-        let _ = tokio::time::timeout(timeout, changes.wait_for(|v| *v != after)).await;
-        let version = *changes.borrow();
-        Ok(version)
+        Ok(crate::wait_for_change(&self.version, after, timeout).await)
     }
 }
 

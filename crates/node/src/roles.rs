@@ -10,9 +10,8 @@ use armorlake_meta::{CachedMeta, GrpcMeta, MetaService, NodeInfo, Role, StoredMe
 use armorlake_query::{Liveness, QueryEngine};
 use armorlake_storage::StoreOptions;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::front::{FrontEnds, Listening};
 use crate::operator::{Operator, OperatorConfig, PullOptions};
@@ -105,15 +104,8 @@ pub async fn run_operator(
     .await?;
     let worker = armorlake_query::worker(operator.local());
     // Small gRPC writes must not wait for the query node's delayed ACK (Nagle): without
-    // TCP_NODELAY every fragment's answer stalls ~40 ms. tonic sets it only on listeners it
-    // binds itself.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "set_nodelay failed");
-            }
-        })
-    });
+    // TCP_NODELAY every fragment's answer stalls ~40 ms.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
         .add_service(worker.into_worker_server())
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());

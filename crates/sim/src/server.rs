@@ -9,9 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
+use tonic::transport::server::TcpIncoming;
 
 use crate::SimConfig;
 use crate::generate::{EventKind, EventSource};
@@ -157,13 +157,7 @@ impl Simulator {
             shutdown.await;
             stop.send_replace(true);
         };
-        let incoming = TcpListenerStream::new(listener).map(|conn| {
-            conn.inspect(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(error = %e, "set_nodelay failed");
-                }
-            })
-        });
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
             // KubeArmor's server pings every second.
             .http2_keepalive_interval(Some(Duration::from_secs(1)))
