@@ -89,6 +89,15 @@ struct FrontArgs {
         value_name = "NAME:PASSWORD"
     )]
     flight_users: Vec<String>,
+    /// Stop every Flight SQL statement that runs longer than this (e.g. `30s`); a client's
+    /// own shorter gRPC deadline wins. Default: no limit.
+    #[arg(
+        long,
+        env = "ARMORLAKE_STATEMENT_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration
+    )]
+    statement_timeout: Option<std::time::Duration>,
     #[command(flatten)]
     pg: PgArgs,
 }
@@ -109,7 +118,13 @@ impl FrontArgs {
             pg,
             pg_listen: self.pg_listen,
             flight_listen: self.flight_listen,
-            flight: FlightOptions { credentials, tls },
+            flight: FlightOptions {
+                credentials,
+                tls,
+                // The PostgreSQL connection limit bounds concurrent Flight SQL statements.
+                max_queries: self.pg.max_connections,
+                statement_timeout: self.statement_timeout,
+            },
         })
     }
 }
