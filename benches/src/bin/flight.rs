@@ -93,6 +93,7 @@ async fn run(args: Args) -> Result<(), String> {
                 credentials: PasswordUsers::default().into_credentials(),
                 tls: None,
             },
+            query_memory_limit: None,
         },
         kubearmor: vec![sim_addr.to_string()],
         simulate: 0,

@@ -33,6 +33,9 @@ struct ScanProto {
     tasks: Vec<TaskProto>,
     #[prost(uint32, tag = "7")]
     partitions: u32,
+    /// The query's id (a W3C trace id), for the operators' logs.
+    #[prost(string, tag = "8")]
+    query_id: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -100,7 +103,8 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
             limit,
             tasks,
             proto.partitions as usize,
-        )?))
+        )?
+        .with_query_id(proto.query_id)))
     }
 
     fn try_encode(
@@ -142,6 +146,7 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
                 })
                 .collect(),
             partitions: scan.partitions as u32,
+            query_id: scan.query_id.clone(),
         };
         proto
             .encode(buf)

@@ -31,6 +31,7 @@ use datafusion_postgres::pgwire::api::{
 };
 use datafusion_postgres::pgwire::tokio::TlsAcceptor;
 use datafusion_postgres::pgwire::tokio::process_socket;
+use datafusion::prelude::SessionContext;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -90,7 +91,7 @@ impl PgWireServerHandlers for Handlers {
 
 /// The session service: armorlake's read-only rule and DISCARD first, then
 /// datafusion-postgres' own hooks (cursors, SET/SHOW, transactions).
-fn session_service(engine: &QueryEngine) -> DfSessionService {
+fn session_service(ctx: Arc<SessionContext>) -> DfSessionService {
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(readonly::ReadOnly),
         Arc::new(discard::Discard),
@@ -98,7 +99,7 @@ fn session_service(engine: &QueryEngine) -> DfSessionService {
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
     ];
-    DfSessionService::new_with_hooks(engine.context().clone(), hooks)
+    DfSessionService::new_with_hooks(ctx, hooks)
 }
 
 /// The runtime statements execute on, apart from the one serving connections (see
@@ -147,10 +148,7 @@ pub async fn serve(
     let runtime = QueryRuntime::new()?;
     let sessions = Arc::new(cancel::Sessions::default());
     let shared = Arc::new(Shared {
-        session: Arc::new(session::Session::new(
-            Arc::new(session_service(engine)),
-            runtime.handle(),
-        )),
+        session: Arc::new(session::Session::new(engine.clone(), runtime.handle())),
         startup: Arc::new(startup::Shared {
             users: options.users,
             tls_required: options.tls_required,
@@ -179,6 +177,7 @@ pub async fn serve(
         };
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _open = crate::metrics::ConnectionGuard::open("pg");
             // A failed TLS handshake ends here, with the connection: never plaintext.
             if let Err(e) = process_socket(socket, tls, handlers).await {
                 tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
