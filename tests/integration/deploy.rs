@@ -120,7 +120,7 @@ fn macros_expand_as_grafana_does() {
     );
     assert_eq!(
         expand("$__unixEpochFilter(t)", from, to),
-        "t >= 1763805600 AND t <= 1763809200"
+        "t >= 1795341600 AND t <= 1795345200"
     );
 }
 
