@@ -11,7 +11,9 @@ use yaml_rust2::{Yaml, YamlLoader};
 use crate::support::{armorlake, eventually, query_i64, start_up};
 
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 /// The arguments of `$__name(…)` at the start of `rest` (after the name), split at top-level
@@ -126,29 +128,41 @@ fn macros_expand_as_grafana_does() {
 
 #[test]
 fn every_grafana_panel_runs_against_a_live_node() {
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("docs/grafana/dashboards/armorlake.json")).unwrap())
-            .unwrap();
-    let datasource = std::fs::read_to_string(repo(
-        "docs/grafana/provisioning/datasources/armorlake.yaml",
-    ))
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("docs/grafana/dashboards/armorlake.json")).unwrap(),
+    )
     .unwrap();
+    let datasource =
+        std::fs::read_to_string(repo("docs/grafana/provisioning/datasources/armorlake.yaml"))
+            .unwrap();
     let datasource = &YamlLoader::load_from_str(&datasource).unwrap()[0]["datasources"][0];
-    assert_eq!(datasource["type"].as_str(), Some("grafana-postgresql-datasource"));
-    assert_eq!(datasource["jsonData"]["database"].as_str(), Some("kubearmor"));
+    assert_eq!(
+        datasource["type"].as_str(),
+        Some("grafana-postgresql-datasource")
+    );
+    assert_eq!(
+        datasource["jsonData"]["database"].as_str(),
+        Some("kubearmor")
+    );
     let uid = datasource["uid"].as_str().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let up = start_up(dir.path(), &[], &["--simulate", "2000"]);
     eventually(Duration::from_secs(60), "blocked alerts and logs", || {
-        let blocked = query_i64(up.pg_port, "SELECT count(*) FROM alerts WHERE action = 'Block'");
+        let blocked = query_i64(
+            up.pg_port,
+            "SELECT count(*) FROM alerts WHERE action = 'Block'",
+        );
         let logs = query_i64(up.pg_port, "SELECT count(*) FROM logs");
         (blocked > 0 && logs > 0).then_some(())
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = rt.block_on(async {
         let (client, connection) = tokio_postgres::connect(
-            &format!("host=127.0.0.1 port={} user=armorlake dbname=kubearmor", up.pg_port),
+            &format!(
+                "host=127.0.0.1 port={} user=armorlake dbname=kubearmor",
+                up.pg_port
+            ),
             tokio_postgres::NoTls,
         )
         .await
@@ -167,7 +181,10 @@ fn every_grafana_panel_runs_against_a_live_node() {
         "Operations by result",
         "Ingest gaps per source",
     ] {
-        assert!(panels.iter().any(|p| p["title"] == title), "no panel {title:?}");
+        assert!(
+            panels.iter().any(|p| p["title"] == title),
+            "no panel {title:?}"
+        );
     }
     for panel in panels {
         let title = panel["title"].as_str().unwrap();
@@ -192,9 +209,9 @@ fn every_grafana_panel_runs_against_a_live_node() {
                     time.type_()
                 );
                 assert!(
-                    columns
-                        .iter()
-                        .any(|c| c.name() != "time" && matches!(c.type_().name(), "int8" | "float8")),
+                    columns.iter().any(
+                        |c| c.name() != "time" && matches!(c.type_().name(), "int8" | "float8")
+                    ),
                     "{title}: no numeric value column"
                 );
                 // Sorted by time, as Grafana wants.
@@ -207,8 +224,9 @@ fn every_grafana_panel_runs_against_a_live_node() {
                     .collect();
                 assert!(times.windows(2).all(|w| w[0] <= w[1]), "{title}: unsorted");
                 assert!(
-                    times.iter().all(|t| *t >= (from.timestamp() - 60) as f64
-                        && *t <= to.timestamp() as f64),
+                    times.iter().all(
+                        |t| *t >= (from.timestamp() - 60) as f64 && *t <= to.timestamp() as f64
+                    ),
                     "{title}: a time outside the range"
                 );
             }
@@ -247,7 +265,9 @@ fn the_compose_file_describes_a_cluster_armorlake_accepts() {
     for (name, service) in services {
         let name = name.as_str().unwrap();
         let service = merged(service);
-        let command: Vec<String> = service.get(&key("command")).unwrap_or(&Yaml::BadValue)
+        let command: Vec<String> = service
+            .get(&key("command"))
+            .unwrap_or(&Yaml::BadValue)
             .as_vec()
             .unwrap_or_else(|| panic!("{name}: command is not a list"))
             .iter()
@@ -292,38 +312,66 @@ fn the_compose_file_describes_a_cluster_armorlake_accepts() {
         }
         // Nodes that store keep their data in a named volume.
         if matches!(command[0].as_str(), "master" | "operator") {
-            let mounts = service.get(&key("volumes")).unwrap_or(&Yaml::BadValue).as_vec().unwrap();
+            let mounts = service
+                .get(&key("volumes"))
+                .unwrap_or(&Yaml::BadValue)
+                .as_vec()
+                .unwrap();
             let data = mounts
                 .iter()
                 .filter_map(Yaml::as_str)
                 .find(|m| m.ends_with(":/var/lib/armorlake"))
                 .unwrap_or_else(|| panic!("{name}: no data volume"));
             let volume = data.split(':').next().unwrap();
-            assert!(volumes.contains_key(&key(volume)), "{name}: volume {volume}");
+            assert!(
+                volumes.contains_key(&key(volume)),
+                "{name}: volume {volume}"
+            );
             assert!(command.iter().any(|a| a == "--data-dir=/var/lib/armorlake"));
         }
     }
     roles.sort();
     assert_eq!(
         roles,
-        ["kubearmor-sim", "kubearmor-sim", "master", "operator", "operator", "operator", "query"]
+        [
+            "kubearmor-sim",
+            "kubearmor-sim",
+            "master",
+            "operator",
+            "operator",
+            "operator",
+            "query"
+        ]
     );
     clusters.sort();
-    assert_eq!(clusters, ["east", "east", "west"], "two replicas of one cluster and one more");
+    assert_eq!(
+        clusters,
+        ["east", "east", "west"],
+        "two replicas of one cluster and one more"
+    );
 
     // And the checker itself refuses what armorlake would refuse.
     let out = armorlake()
         .args(["--check-args", "operator", "--master=http://m:50060"])
         .output()
         .unwrap();
-    assert!(!out.status.success(), "an operator without --kubearmor passed");
+    assert!(
+        !out.status.success(),
+        "an operator without --kubearmor passed"
+    );
 }
 
 #[test]
 fn probe_tells_a_listening_port_from_a_closed_one() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    assert!(armorlake().args(["probe", &addr]).status().unwrap().success());
+    assert!(
+        armorlake()
+            .args(["probe", &addr])
+            .status()
+            .unwrap()
+            .success()
+    );
     drop(listener);
     let out = armorlake()
         .args(["probe", &addr, "--timeout", "1s"])

@@ -7,8 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::{
-    Proc, armorlake, eventually, http_get, output_text, psql, query, query_i64, start_sim,
-    start_up,
+    Proc, armorlake, eventually, http_get, output_text, psql, query, query_i64, start_sim, start_up,
 };
 
 /// The samples of a Prometheus text exposition: `name{labels}` → value.
@@ -73,7 +72,13 @@ fn metrics_show_ingest_storage_queries_and_connections() {
                 .any(|k| k.starts_with("armorlake_stream_gaps_total{") && k.contains(&label))
         );
     }
-    assert!(sum(&ingested, "armorlake_events_received_total", &["stream=\"logs\""]) > 0.0);
+    assert!(
+        sum(
+            &ingested,
+            "armorlake_events_received_total",
+            &["stream=\"logs\""]
+        ) > 0.0
+    );
     assert!(sum(&ingested, "armorlake_wal_bytes_written_total", &[]) > 0.0);
     assert!(ingested.contains_key("armorlake_compaction_seconds_count"));
     assert!(sum(&ingested, "armorlake_process_resident_memory_bytes", &[]) > 1e6);
@@ -99,15 +104,28 @@ fn metrics_show_ingest_storage_queries_and_connections() {
         )
     };
     assert!(query_i64(up.pg_port, "SELECT count(*) FROM logs") > 0);
-    query(up.pg_port, "SELECT namespace_name, count(*) FROM alerts GROUP BY 1");
+    query(
+        up.pg_port,
+        "SELECT namespace_name, count(*) FROM alerts GROUP BY 1",
+    );
     let bad = psql(up.pg_port, &["-c", "SELECT nope FROM logs"]);
     assert!(!bad.status.success());
     let after = scrape(&metrics);
     assert!(ok(&after) >= ok(&before) + 2.0, "ok queries did not move");
-    assert!(failed(&after) >= failed(&before) + 1.0, "failed queries did not move");
     assert!(
-        sum(&after, "armorlake_query_duration_seconds_count", &["protocol=\"pg\""])
-            >= sum(&before, "armorlake_query_duration_seconds_count", &["protocol=\"pg\""]) + 3.0
+        failed(&after) >= failed(&before) + 1.0,
+        "failed queries did not move"
+    );
+    assert!(
+        sum(
+            &after,
+            "armorlake_query_duration_seconds_count",
+            &["protocol=\"pg\""]
+        ) >= sum(
+            &before,
+            "armorlake_query_duration_seconds_count",
+            &["protocol=\"pg\""]
+        ) + 3.0
     );
     assert!(
         sum(&after, "armorlake_query_operators_count", &[])
@@ -153,7 +171,10 @@ fn json_logs_carry_the_query_id_from_query_node_to_operator() {
     json(&mut cmd);
     let (master_log, _) = logs("master.log");
     let (_master, lines) = Proc::start_with(cmd, "master is listening on", master_log.into());
-    let url = format!("http://{}", lines.last().unwrap().rsplit(' ').next().unwrap());
+    let url = format!(
+        "http://{}",
+        lines.last().unwrap().rsplit(' ').next().unwrap()
+    );
 
     let mut cmd = armorlake();
     cmd.args(["operator", "--master", &url, "--name", "op-json"])
@@ -198,19 +219,26 @@ fn json_logs_carry_the_query_id_from_query_node_to_operator() {
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
     }
     // … and the operator logged the fragment it ran for one of those ids.
-    eventually(Duration::from_secs(10), "the operator's fragment line", || {
-        json_lines(&op_path)
-            .iter()
-            .any(|l| {
-                field(l, "message") == Some("running a scan fragment")
-                    && field(l, "query_id").is_some_and(|id| ids.contains(&id))
-            })
-            .then_some(())
-    });
+    eventually(
+        Duration::from_secs(10),
+        "the operator's fragment line",
+        || {
+            json_lines(&op_path)
+                .iter()
+                .any(|l| {
+                    field(l, "message") == Some("running a scan fragment")
+                        && field(l, "query_id").is_some_and(|id| ids.contains(&id))
+                })
+                .then_some(())
+        },
+    );
     // Every line on every node is JSON with a level and a target.
     for path in [&query_path, &op_path, &dir.path().join("master.log")] {
         for line in json_lines(path) {
-            assert!(line.get("level").is_some() && line.get("target").is_some(), "{line}");
+            assert!(
+                line.get("level").is_some() && line.get("target").is_some(),
+                "{line}"
+            );
         }
     }
 }
@@ -232,7 +260,10 @@ fn a_statement_over_its_memory_limit_gets_53200_and_the_server_keeps_serving() {
     assert!(stderr.contains("53200"), "{stderr}");
     assert!(stderr.contains("memory limit"), "{stderr}");
     // The same server goes on answering, small statements fit.
-    assert_eq!(query_i64(up.pg_port, "SELECT count(*) FROM generate_series(1, 1000)"), 1000);
+    assert_eq!(
+        query_i64(up.pg_port, "SELECT count(*) FROM generate_series(1, 1000)"),
+        1000
+    );
     let out = psql(up.pg_port, &["-c", heavy]);
     assert!(output_text(&out).1.contains("53200"));
     assert_eq!(query_i64(up.pg_port, "SELECT 1"), 1);

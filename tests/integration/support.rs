@@ -35,7 +35,9 @@ impl Proc {
     /// [`Proc::start`] with stderr sent to `stderr`; returns every line printed up to and
     /// including the ready line (the last).
     pub fn start_with(mut cmd: Command, ready: &str, stderr: Stdio) -> (Proc, Vec<String>) {
-        cmd.stdout(Stdio::piped()).stderr(stderr).stdin(Stdio::null());
+        cmd.stdout(Stdio::piped())
+            .stderr(stderr)
+            .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn armorlake");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
@@ -51,13 +53,11 @@ impl Proc {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(line) => {
-                    let done = line.contains(ready);
+                Ok(line) if line.contains(ready) => {
                     seen.push(line);
-                    if done {
-                        return (Proc { child }, seen);
-                    }
+                    return (Proc { child }, seen);
                 }
+                Ok(line) => seen.push(line),
                 Err(e) => {
                     let _ = child.kill();
                     panic!("process never printed {ready:?}: {e}");

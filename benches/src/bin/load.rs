@@ -80,7 +80,13 @@ fn start_up(args: &Args) -> Result<Up, String> {
     }
     let data = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut child = Command::new(&bin)
-        .args(["up", "--pg-listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0"])
+        .args([
+            "up",
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--flight-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--simulate", &args.simulate.to_string()])
         .args(["--max-connections", &(args.connections + 10).to_string()])
         .arg("--data-dir")
@@ -133,7 +139,10 @@ async fn main() -> ExitCode {
         None => (args.port.unwrap_or(5433), args.pid),
     };
     if up.is_some() {
-        println!("armorlake up on port {port}: ingesting for {:?}", args.warmup);
+        println!(
+            "armorlake up on port {port}: ingesting for {:?}",
+            args.warmup
+        );
         tokio::time::sleep(args.warmup).await;
     }
     println!(

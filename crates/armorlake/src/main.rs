@@ -165,7 +165,11 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
         "kB" | "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("unknown unit {other:?} (use KiB, MiB, GiB, kB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use KiB, MiB, GiB, kB, MB, GB)"
+            ));
+        }
     };
     number
         .checked_mul(factor)
@@ -462,7 +466,10 @@ async fn probe(args: ProbeArgs) -> Result<(), String> {
     match tokio::time::timeout(args.timeout, tokio::net::TcpStream::connect(&args.addr)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(format!("{}: {e}", args.addr)),
-        Err(_) => Err(format!("{}: no connection within {:?}", args.addr, args.timeout)),
+        Err(_) => Err(format!(
+            "{}: no connection within {:?}",
+            args.addr, args.timeout
+        )),
     }
 }
 
@@ -516,7 +523,10 @@ async fn start_metrics(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.check_args {
-        println!("armorlake: the command line is valid ({})", role(&cli.command));
+        println!(
+            "armorlake: the command line is valid ({})",
+            role(&cli.command)
+        );
         return ExitCode::SUCCESS;
     }
     init_logs(cli.log_format);

@@ -11,7 +11,9 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, IntGauge, IntGaugeVec, TextEncoder, register_int_gauge, register_int_gauge_vec};
+use prometheus::{
+    Encoder, IntGauge, IntGaugeVec, TextEncoder, register_int_gauge, register_int_gauge_vec,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +61,10 @@ pub fn render() -> String {
 async fn metrics() -> impl IntoResponse {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, TextEncoder::new().format_type().to_string())],
+        [(
+            header::CONTENT_TYPE,
+            TextEncoder::new().format_type().to_string(),
+        )],
         render(),
     )
 }
@@ -77,10 +82,12 @@ pub async fn start(
 ) -> Result<SocketAddr> {
     BUILD_INFO.with_label_values(&[VERSION, role]).set(1);
     LazyLock::force(&RESIDENT_MEMORY);
-    let listener = TcpListener::bind(listen).await.map_err(|source| Error::Io {
-        context: format!("binding the metrics listener {listen}"),
-        source,
-    })?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("binding the metrics listener {listen}"),
+            source,
+        })?;
     let addr = listener.local_addr().map_err(|source| Error::Io {
         context: "reading the metrics listener's address".into(),
         source,

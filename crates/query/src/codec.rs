@@ -96,15 +96,17 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
             })
             .collect();
         let limit = proto.limit.map(|l| l as usize);
-        Ok(Arc::new(OperatorScanExec::new(
-            table,
-            projection,
-            filters,
-            limit,
-            tasks,
-            proto.partitions as usize,
-        )?
-        .with_query_id(proto.query_id)))
+        Ok(Arc::new(
+            OperatorScanExec::new(
+                table,
+                projection,
+                filters,
+                limit,
+                tasks,
+                proto.partitions as usize,
+            )?
+            .with_query_id(proto.query_id),
+        ))
     }
 
     fn try_encode(

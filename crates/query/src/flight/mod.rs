@@ -47,11 +47,11 @@ use tonic::transport::{Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::QueryEngine;
-use crate::metrics::{Observed, Outcome, QueryTimer, new_query_id};
-use tracing::Instrument;
 use crate::auth::Credentials;
+use crate::metrics::{Observed, Outcome, QueryTimer, new_query_id};
 use auth::{Auth, Gate, User};
 use prepared::Statements;
+use tracing::Instrument;
 
 /// How the Flight SQL front end is served.
 #[derive(Debug, Clone)]
@@ -332,7 +332,9 @@ impl FlightSqlService for FlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let frame = self.prepared(&self.ctx, &query.prepared_statement_handle).await?;
+        let frame = self
+            .prepared(&self.ctx, &query.prepared_statement_handle)
+            .await?;
         let schema = frame.schema().as_arrow().clone();
         flight_info(
             &schema,

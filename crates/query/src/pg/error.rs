@@ -205,7 +205,9 @@ pub fn to_error_info(error: &DataFusionError) -> ErrorInfo {
         // DataFusion's memory pools: the statement needed more than its memory limit.
         DataFusionError::ResourcesExhausted(text) => (
             code::OUT_OF_MEMORY,
-            format!("out of memory: the statement exceeded its memory limit (--query-memory-limit): {text}"),
+            format!(
+                "out of memory: the statement exceeded its memory limit (--query-memory-limit): {text}"
+            ),
         ),
         DataFusionError::ArrowError(e, _) => (code::DATA_EXCEPTION, e.to_string()),
         DataFusionError::Execution(text) if text.contains("unreachable") => {

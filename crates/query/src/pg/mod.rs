@@ -18,6 +18,7 @@ mod startup;
 use std::future::Future;
 use std::sync::Arc;
 
+use datafusion::prelude::SessionContext;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
@@ -31,7 +32,6 @@ use datafusion_postgres::pgwire::api::{
 };
 use datafusion_postgres::pgwire::tokio::TlsAcceptor;
 use datafusion_postgres::pgwire::tokio::process_socket;
-use datafusion::prelude::SessionContext;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
