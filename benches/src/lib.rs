@@ -3,11 +3,13 @@
 //! - [`copy`]: Arrow record batches as PostgreSQL `COPY ... FROM STDIN` text, and the
 //!   `CREATE TABLE` of an armorlake table in PostgreSQL's types.
 //! - [`ingest`]: the `ingest` benchmark's run and report.
+//! - [`load`]: many PostgreSQL sessions sending a mix of queries, with the server's memory.
 //! - [`postgres`]: a throwaway PostgreSQL cluster under a temporary directory.
 //! - [`process`]: this process's memory (VmRSS, VmHWM) and CPU time, and the machine's.
 
 pub mod copy;
 pub mod ingest;
+pub mod load;
 pub mod postgres;
 pub mod process;
 

@@ -10,11 +10,13 @@ mod support;
 mod wire;
 
 mod cluster;
+mod deploy;
 mod distributed;
 mod durability;
 mod first_slice;
 mod flight;
 mod ingest;
+mod observe;
 mod pg_clients;
 mod pg_security;
 mod slt;

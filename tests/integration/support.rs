@@ -26,9 +26,17 @@ impl Drop for Proc {
 impl Proc {
     /// Starts `cmd` and waits until it prints a line containing `ready`; returns the process
     /// and that line. Fails after 60 s (a debug build under load can be slow to start).
-    pub fn start(mut cmd: Command, ready: &str) -> (Proc, String) {
+    pub fn start(cmd: Command, ready: &str) -> (Proc, String) {
+        let (proc, mut lines) = Proc::start_with(cmd, ready, Stdio::inherit());
+        let line = lines.pop().expect("the ready line");
+        (proc, line)
+    }
+
+    /// [`Proc::start`] with stderr sent to `stderr`; returns every line printed up to and
+    /// including the ready line (the last).
+    pub fn start_with(mut cmd: Command, ready: &str, stderr: Stdio) -> (Proc, Vec<String>) {
         cmd.stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn armorlake");
         let stdout = child.stdout.take().expect("stdout");
@@ -41,13 +49,15 @@ impl Proc {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.contains(ready) => {
-                    return (Proc { child }, line);
+                    seen.push(line);
+                    return (Proc { child }, seen);
                 }
-                Ok(_) => continue,
+                Ok(line) => seen.push(line),
                 Err(e) => {
                     let _ = child.kill();
                     panic!("process never printed {ready:?}: {e}");
@@ -55,6 +65,44 @@ impl Proc {
             }
         }
     }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// The address in a `… serves metrics on http://ADDR/metrics` line among `lines`.
+pub fn metrics_addr(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.split("serves metrics on http://").nth(1))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .expect("a metrics line")
+        .to_string()
+}
+
+/// GET `path` from the HTTP server at `addr`: the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the HTTP server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (status, body.to_string())
 }
 
 /// A running KubeArmor simulator.
@@ -87,12 +135,14 @@ pub fn start_sim_on(listen: &str, rate: u64, seed: u64, extra: &[&str]) -> Sim {
 
 /// A running `armorlake up`.
 pub struct Up {
-    #[expect(dead_code, reason = "held for its Drop, which stops the process")]
+    /// The process (stopped when dropped).
     pub proc: Proc,
     /// PostgreSQL port.
     pub pg_port: u16,
     /// Arrow Flight SQL port.
     pub flight_port: u16,
+    /// `host:port` of the metrics endpoint, when `--metrics-listen` was given.
+    pub metrics: Option<String>,
 }
 
 /// Starts `armorlake up` on a free loopback port with `data_dir`, pulling from `kubearmor`
@@ -108,18 +158,24 @@ pub fn start_up(data_dir: &Path, kubearmor: &[&str], extra: &[&str]) -> Up {
     for k in kubearmor {
         cmd.args(["--kubearmor", k]);
     }
-    let (proc, line) = Proc::start(cmd, "armorlake is ready");
+    let (proc, lines) = Proc::start_with(cmd, "armorlake is ready", Stdio::inherit());
+    let line = lines.last().expect("the ready line");
+    let metrics = lines
+        .iter()
+        .any(|l| l.contains("serves metrics on"))
+        .then(|| metrics_addr(&lines));
     let pg_port = line
         .split_whitespace()
         .skip_while(|w| *w != "-p")
         .nth(1)
         .and_then(|p| p.parse().ok())
         .expect("port in ready line");
-    let flight_port = flight_port(&line);
+    let flight_port = flight_port(line);
     Up {
         proc,
         pg_port,
         flight_port,
+        metrics,
     }
 }
 

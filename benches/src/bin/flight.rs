@@ -88,6 +88,7 @@ async fn run(args: Args) -> Result<(), String> {
             pg: Default::default(),
             flight_listen: loopback(0),
             flight: FlightOptions::default(),
+            query_memory_limit: None,
         },
         kubearmor: vec![sim_addr.to_string()],
         simulate: 0,

@@ -28,6 +28,37 @@ use crate::pg_args::PgArgs;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: text, or json (one object per line). RUST_LOG picks what is
+    /// logged (default: info).
+    #[arg(
+        long,
+        global = true,
+        env = "ARMORLAKE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// Serve Prometheus metrics (GET /metrics) and a health check (GET /health) on this
+    /// HTTP listener; off when absent.
+    #[arg(
+        long,
+        global = true,
+        env = "ARMORLAKE_METRICS_LISTEN",
+        value_name = "ADDR"
+    )]
+    metrics_listen: Option<SocketAddr>,
+    /// Check the command line and exit without running anything (for deployment checks).
+    #[arg(long, global = true, hide = true)]
+    check_args: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, spans).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,6 +77,18 @@ enum Command {
     /// Serve a KubeArmor-compatible gRPC feed (feeder.LogService) of simulated events.
     #[command(name = "kubearmor-sim")]
     KubearmorSim(SimArgs),
+    /// Exit 0 when a TCP connection to ADDR succeeds within the timeout, 1 otherwise (a
+    /// container health check).
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    /// HOST:PORT to connect to.
+    addr: String,
+    /// How long to wait for the connection.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,8 +141,49 @@ struct FrontArgs {
         value_parser = humantime::parse_duration
     )]
     statement_timeout: Option<std::time::Duration>,
+    /// Most memory one statement may hold on the query node (bytes, or with a unit: 512MiB,
+    /// 2GiB); a statement that needs more and cannot spill to disk fails with SQLSTATE 53200.
+    /// No limit when absent.
+    #[arg(
+        long,
+        env = "ARMORLAKE_QUERY_MEMORY_LIMIT",
+        value_name = "BYTES",
+        value_parser = parse_bytes
+    )]
+    query_memory_limit: Option<usize>,
     #[command(flatten)]
     pg: PgArgs,
+}
+
+/// A byte count: a number with an optional unit (k, M, G with or without `B`, `iB`; powers
+/// of 1024 for `KiB`, `MiB`, `GiB`, of 1000 for `kB`, `MB`, `GB`).
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count (e.g. 536870912, 512MiB, 2GiB)"))?;
+    let factor: usize = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use KiB, MiB, GiB, kB, MB, GB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is out of range"))
 }
 
 impl FrontArgs {
@@ -125,6 +209,7 @@ impl FrontArgs {
                 max_queries: self.pg.max_connections,
                 statement_timeout: self.statement_timeout,
             },
+            query_memory_limit: self.query_memory_limit,
         })
     }
 }
@@ -391,16 +476,75 @@ async fn simulate(args: SimArgs, shutdown: CancellationToken) -> Result<(), Stri
         .map_err(|e| e.to_string())
 }
 
+/// Exits 0 when `args.addr` accepts a TCP connection in time.
+async fn probe(args: ProbeArgs) -> Result<(), String> {
+    match tokio::time::timeout(args.timeout, tokio::net::TcpStream::connect(&args.addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("{}: {e}", args.addr)),
+        Err(_) => Err(format!(
+            "{}: no connection within {:?}",
+            args.addr, args.timeout
+        )),
+    }
+}
+
+/// Logs to stderr, as text or JSON; RUST_LOG filters (default: info).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+/// The role a command runs, for `armorlake_build_info`.
+fn role(command: &Command) -> &'static str {
+    match command {
+        Command::Up(_) => "up",
+        Command::Master(_) => "master",
+        Command::Operator(_) => "operator",
+        Command::Query(_) => "query",
+        Command::KubearmorSim(_) => "kubearmor-sim",
+        Command::Probe(_) => "probe",
+    }
+}
+
+/// Starts the metrics endpoint when `--metrics-listen` is given and says where it is.
+async fn start_metrics(
+    listen: Option<SocketAddr>,
+    role: &str,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let Some(listen) = listen else {
+        return Ok(());
+    };
+    let addr = armorlake_node::metrics::start(listen, role, shutdown.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("armorlake {role} serves metrics on http://{addr}/metrics");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    if cli.check_args {
+        println!(
+            "armorlake: the command line is valid ({})",
+            role(&cli.command)
+        );
+        return ExitCode::SUCCESS;
+    }
+    init_logs(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -410,13 +554,18 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
+        if let Command::Probe(args) = cli.command {
+            return probe(args).await;
+        }
         cancel_on_signal(shutdown.clone());
+        start_metrics(cli.metrics_listen, role(&cli.command), &shutdown).await?;
         match cli.command {
             Command::Up(args) => up(args, shutdown).await,
             Command::Master(args) => master(args, shutdown).await,
             Command::Operator(args) => operator(args, shutdown).await,
             Command::Query(args) => query(args, shutdown).await,
             Command::KubearmorSim(args) => simulate(args, shutdown).await,
+            Command::Probe(args) => probe(args).await,
         }
     });
     match result {

@@ -75,6 +75,7 @@ pub struct SourceSnapshot {
 impl SourceStatus {
     /// A stream not yet connected.
     pub fn new(endpoint: &str, table: Table) -> SourceStatus {
+        crate::metrics::init(endpoint, table.name());
         SourceStatus {
             endpoint: endpoint.to_string(),
             table,
@@ -99,18 +100,27 @@ impl SourceStatus {
     pub(crate) fn connected(&self) {
         let since = self.down_since_micros.swap(0, Ordering::AcqRel);
         if since > 0 {
-            self.down_micros
-                .fetch_add(now_micros() - since, Ordering::AcqRel);
+            let down = now_micros() - since;
+            self.down_micros.fetch_add(down, Ordering::AcqRel);
+            crate::metrics::DISCONNECTED
+                .with_label_values(&self.labels())
+                .inc_by(down.max(0) as f64 / 1e6);
         }
         let mut state = self.lock();
         if state.0 == StreamState::Reconnecting {
             self.reconnects.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::RECONNECTS
+                .with_label_values(&self.labels())
+                .inc();
         }
         state.0 = StreamState::Streaming;
     }
 
     pub(crate) fn received(&self, events: u64) {
         self.events.fetch_add(events, Ordering::Relaxed);
+        crate::metrics::EVENTS
+            .with_label_values(&self.labels())
+            .inc_by(events);
         self.last_event_micros
             .store(now_micros(), Ordering::Relaxed);
     }
@@ -118,16 +128,25 @@ impl SourceStatus {
     /// Counts a message skipped as oversized or undecodable.
     pub(crate) fn bad_message(&self) {
         self.bad_messages.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::BAD_MESSAGES
+            .with_label_values(&self.labels())
+            .inc();
+    }
+
+    /// The labels of this stream's metrics.
+    fn labels(&self) -> [&str; 2] {
+        [self.endpoint.as_str(), self.table.name()]
     }
 
     pub(crate) fn failed(&self, error: String) {
         tracing::warn!(endpoint = %self.endpoint, table = %self.table, %error, "KubeArmor stream down");
-        let _ = self.down_since_micros.compare_exchange(
-            0,
-            now_micros(),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        let went_down = self
+            .down_since_micros
+            .compare_exchange(0, now_micros(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if went_down {
+            crate::metrics::GAPS.with_label_values(&self.labels()).inc();
+        }
         let mut state = self.lock();
         state.0 = StreamState::Reconnecting;
         state.1 = Some(error);

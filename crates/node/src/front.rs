@@ -31,6 +31,8 @@ pub struct FrontEnds {
     pub flight_listen: SocketAddr,
     /// Flight SQL's users and TLS.
     pub flight: FlightOptions,
+    /// Most bytes of memory one statement may hold on the query node; `None`: no limit.
+    pub query_memory_limit: Option<usize>,
 }
 
 /// The bound listeners, ready to serve.

@@ -7,6 +7,7 @@
 //! `query` processes wire gRPC ones.
 
 pub mod front;
+pub mod metrics;
 pub mod operator;
 pub mod roles;
 pub mod up;

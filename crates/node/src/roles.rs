@@ -152,7 +152,8 @@ pub async fn run_query(
             .clone()
             .run_prober(meta.clone(), PROBE_INTERVAL, shutdown.clone()),
     );
-    let engine = QueryEngine::new(meta, liveness, None)?;
+    let engine =
+        QueryEngine::new(meta, liveness, None)?.with_memory_limit(config.front.query_memory_limit);
     let front = config.front.bind().await?;
     let addrs = front.addrs;
     let node = NodeInfo::new(config.name, Role::Query, addrs.pg.to_string(), VERSION);

@@ -86,7 +86,8 @@ pub async fn run_up(
     // The query engine plans as on a query node; the scans of this process's operator run
     // here, without a network hop.
     let meta_for_query = meta.clone();
-    let engine = QueryEngine::new(meta, Liveness::new(), Some(operator.local()))?;
+    let engine = QueryEngine::new(meta, Liveness::new(), Some(operator.local()))?
+        .with_memory_limit(config.front.query_memory_limit);
     let front = config.front.bind().await?;
     let addrs = front.addrs;
     meta_for_query

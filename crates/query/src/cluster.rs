@@ -210,6 +210,17 @@ impl TableProvider for ClusterTable {
             .is_some_and(|o| o.allow_partial_results);
         let range = TimeRange::of(filters);
         let slots = self.slots(range, allow_partial).await?;
+        let reached = slots
+            .iter()
+            .flatten()
+            .filter(|t| !t.node.is_empty())
+            .count();
+        crate::metrics::QUERY_OPERATORS.observe(reached as f64);
+        let query_id = state
+            .config()
+            .get_extension::<crate::metrics::QueryId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default();
         if slots.iter().all(Option::is_none) {
             let schema = self.schema();
             let projected = match projection {
@@ -225,14 +236,17 @@ impl TableProvider for ClusterTable {
             // A single-task stage would run here, on a node without the rows.
             tasks.push(Vec::new());
         }
-        Ok(Arc::new(OperatorScanExec::new(
-            self.table,
-            projection.cloned(),
-            filters.to_vec(),
-            limit,
-            tasks,
-            state.config().target_partitions(),
-        )?))
+        Ok(Arc::new(
+            OperatorScanExec::new(
+                self.table,
+                projection.cloned(),
+                filters.to_vec(),
+                limit,
+                tasks,
+                state.config().target_partitions(),
+            )?
+            .with_query_id(query_id),
+        ))
     }
 }
 

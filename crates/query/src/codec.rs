@@ -33,6 +33,9 @@ struct ScanProto {
     tasks: Vec<TaskProto>,
     #[prost(uint32, tag = "7")]
     partitions: u32,
+    /// The query's id (a W3C trace id), for the operators' logs.
+    #[prost(string, tag = "8")]
+    query_id: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -93,14 +96,17 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
             })
             .collect();
         let limit = proto.limit.map(|l| l as usize);
-        Ok(Arc::new(OperatorScanExec::new(
-            table,
-            projection,
-            filters,
-            limit,
-            tasks,
-            proto.partitions as usize,
-        )?))
+        Ok(Arc::new(
+            OperatorScanExec::new(
+                table,
+                projection,
+                filters,
+                limit,
+                tasks,
+                proto.partitions as usize,
+            )?
+            .with_query_id(proto.query_id),
+        ))
     }
 
     fn try_encode(
@@ -142,6 +148,7 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
                 })
                 .collect(),
             partitions: scan.partitions as u32,
+            query_id: scan.query_id.clone(),
         };
         proto
             .encode(buf)

@@ -13,6 +13,7 @@ pub mod codec;
 pub mod distribute;
 pub mod flight;
 pub mod functions;
+pub mod metrics;
 pub mod notices;
 pub mod pg;
 mod pg_functions;
@@ -26,6 +27,9 @@ use armorlake_common::{DATABASE, EVENT_SCHEMA, SYSTEM_SCHEMA, Table};
 use armorlake_meta::MetaService;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
@@ -56,6 +60,7 @@ pub enum Error {
 pub struct QueryEngine {
     ctx: Arc<SessionContext>,
     runtime: Arc<QueryRuntime>,
+    memory_limit: Option<usize>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -94,11 +99,48 @@ impl QueryEngine {
 
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| *e)?;
         pg_functions::register(&ctx);
+        metrics::init();
         let runtime = QueryRuntime::new().map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(QueryEngine {
             ctx: Arc::new(ctx),
             runtime: Arc::new(runtime),
+            memory_limit: None,
         })
+    }
+
+    /// Limits the memory each statement may hold on this node to `bytes` (its own
+    /// DataFusion memory pool); a statement that needs more, and cannot spill, fails with
+    /// SQLSTATE 53200. `None`: no limit.
+    pub fn with_memory_limit(mut self, bytes: Option<usize>) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// The memory limit per statement, if any.
+    pub fn memory_limit(&self) -> Option<usize> {
+        self.memory_limit
+    }
+
+    /// The session one statement runs in: the shared session as it is now (settings
+    /// included), tagged with `query_id` (which its scans carry to the operators) and with a
+    /// memory pool of its own when a limit is set.
+    pub fn statement_context(&self, query_id: &str) -> Result<Arc<SessionContext>> {
+        let mut state = self.ctx.state();
+        state
+            .config_mut()
+            .set_extension(Arc::new(metrics::QueryId(query_id.to_string())));
+        let state = match self.memory_limit {
+            Some(limit) => {
+                let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+                    .with_memory_pool(Arc::new(GreedyMemoryPool::new(limit)))
+                    .build_arc()?;
+                SessionStateBuilder::new_from_existing(state)
+                    .with_runtime_env(runtime)
+                    .build()
+            }
+            None => state,
+        };
+        Ok(Arc::new(SessionContext::new_with_state(state)))
     }
 
     /// The DataFusion session every client shares.

@@ -79,6 +79,9 @@ pub struct OperatorScanExec {
     /// Per task: what it reads (empty: nothing).
     pub(crate) tasks: Vec<Vec<TaskTarget>>,
     pub(crate) partitions: usize,
+    /// The query this scan belongs to (a W3C trace id; empty when unknown), logged where
+    /// the scan runs.
+    pub(crate) query_id: String,
     properties: Arc<PlanProperties>,
     /// The local scan, built by the first partition executed.
     local_plan: Arc<OnceCell<Arc<dyn ExecutionPlan>>>,
@@ -115,6 +118,7 @@ impl OperatorScanExec {
             limit,
             tasks,
             partitions,
+            query_id: String::new(),
             properties,
             local_plan: Arc::new(OnceCell::new()),
             metrics: ExecutionPlanMetricsSet::new(),
@@ -147,6 +151,18 @@ impl OperatorScanExec {
             tasks,
             self.partitions,
         )
+        .map(|scan| scan.with_query_id(self.query_id.clone()))
+    }
+
+    /// The same scan, tagged with the query it belongs to.
+    pub fn with_query_id(mut self, query_id: String) -> OperatorScanExec {
+        self.query_id = query_id;
+        self
+    }
+
+    /// The query this scan belongs to (empty when unknown).
+    pub fn query_id(&self) -> &str {
+        &self.query_id
     }
 }
 
@@ -244,6 +260,15 @@ impl ExecutionPlan for OperatorScanExec {
                 wanted.join(", ")
             )));
         };
+        if partition == 0 {
+            tracing::debug!(
+                query_id = %self.query_id,
+                table = self.table.name(),
+                task,
+                cluster = %local.cluster,
+                "running a scan fragment"
+            );
+        }
         let (table, projection, filters, limit) = (
             self.table,
             self.projection.clone(),

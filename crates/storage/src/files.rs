@@ -136,6 +136,7 @@ pub(crate) fn write_durable(
     match result {
         Ok(bytes) => {
             sync_dir(dir)?;
+            crate::metrics::PARQUET_BYTES.inc_by(bytes);
             Ok((path, bytes))
         }
         Err(e) => {

@@ -15,6 +15,7 @@ mod compact;
 mod error;
 mod files;
 mod hours;
+pub mod metrics;
 mod provider;
 mod store;
 mod table;

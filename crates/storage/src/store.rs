@@ -41,6 +41,7 @@ impl Store {
     /// every acknowledged row is queryable when this returns. A torn or corrupt WAL never
     /// stops the store from opening (see the `wal` module).
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        crate::metrics::init();
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         // Absolute, because query plans read its files by path (a relative --data-dir
@@ -160,6 +161,7 @@ impl Store {
 
     async fn flush_now(&self) -> Result<()> {
         let _one_at_a_time = self.flush_lock.lock().await;
+        let _timer = crate::metrics::FLUSH_SECONDS.start_timer();
         let wal = self.wal.clone();
         let sealed = tokio::task::spawn_blocking(move || wal::lock(&wal).rotate()).await??;
         let mut result = Ok(());
@@ -214,6 +216,7 @@ impl Store {
     /// [`Store::compact`] as if the time were `now_micros`.
     pub(crate) fn compact_at(&self, now_micros: i64) -> Result<CompactionStats> {
         let _one_at_a_time = self.maintenance_lock();
+        let _timer = crate::metrics::COMPACTION_SECONDS.start_timer();
         let grace = micros(self.options.compaction_grace);
         let before = hour_of(now_micros.saturating_sub(grace));
         let mut stats = CompactionStats::default();
@@ -265,6 +268,7 @@ impl Store {
             dropped += store.drop_before(before);
             store.purge_retired(self.options.retired_file_grace);
         }
+        crate::metrics::RETENTION_ROWS.inc_by(dropped);
         if dropped > 0 {
             tracing::info!(rows = dropped, before, "retention dropped old hours");
         }

@@ -7,6 +7,7 @@
 //! handshake returning a bearer token. Read-only: DDL, DML and `SET` are refused.
 
 mod auth;
+mod counted;
 mod error;
 mod limits;
 mod metadata;
@@ -49,10 +50,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::QueryEngine;
 use crate::auth::Credentials;
+use crate::metrics::{Observed, Outcome, QueryTimer, new_query_id};
 use crate::runtime::InRuntime;
 use auth::{Auth, Gate, User};
 use limits::{Admission, Limits};
 use prepared::Statements;
+use tracing::Instrument;
 
 /// How the Flight SQL front end is served.
 #[derive(Debug, Clone)]
@@ -93,6 +96,7 @@ pub async fn serve(
     let auth = Arc::new(Auth::new(options.credentials));
     let service = FlightSql {
         ctx: engine.context().clone(),
+        engine: engine.clone(),
         auth: auth.clone(),
         statements: Statements::default(),
         limits: Limits::new(
@@ -108,7 +112,9 @@ pub async fn serve(
     server
         .add_service(FlightServiceServer::with_interceptor(service, Gate(auth)))
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map_ok(counted::Counted::new),
             shutdown,
         )
         .await
@@ -117,6 +123,7 @@ pub async fn serve(
 /// The Flight SQL service over a DataFusion session.
 struct FlightSql {
     ctx: Arc<SessionContext>,
+    engine: QueryEngine,
     auth: Arc<Auth>,
     statements: Statements,
     limits: Limits,
@@ -167,18 +174,27 @@ fn flight_info(
     Ok(Response::new(info))
 }
 
-/// Streams a query's batches as DataFusion produces them, within `admission`'s limits.
+/// Streams a query's batches as DataFusion produces them, within `admission`'s limits;
+/// `timer` ends with the stream.
 async fn stream_frame(
     frame: DataFrame,
+    mut timer: QueryTimer,
     admission: Admission,
 ) -> Result<Response<DoGetStream>, Status> {
     let execute = InRuntime {
         runtime: admission.runtime.clone(),
         work: Box::pin(frame.execute_stream()),
     };
-    let batches = execute.await.map_err(status)?;
+    let batches = match execute.await {
+        Ok(b) => b,
+        Err(e) => {
+            timer.finish(Outcome::Error);
+            return Err(status(e));
+        }
+    };
     let schema = batches.schema();
-    let batches = batches.map_err(|e| FlightError::Tonic(Box::new(status(e))));
+    let batches = Observed::new(batches, timer, |_| Outcome::Error)
+        .map_err(|e| FlightError::Tonic(Box::new(status(e))));
     let data = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(batches)
@@ -204,10 +220,42 @@ impl FlightSql {
             .map_err(status)
     }
 
-    /// The prepared statement `handle` with its bound parameters, ready to run.
-    async fn prepared(&self, handle: &[u8]) -> Result<DataFrame, Status> {
+    /// The prepared statement `handle` with its bound parameters, ready to run in `ctx`.
+    async fn prepared(&self, ctx: &SessionContext, handle: &[u8]) -> Result<DataFrame, Status> {
         let plan = self.statements.plan(handle).map_err(status)?;
-        self.ctx.execute_logical_plan(plan).await.map_err(status)
+        ctx.execute_logical_plan(plan).await.map_err(status)
+    }
+
+    /// Runs one statement within `admission`'s limits: `plan` makes its DataFrame in a
+    /// session of its own (tagged with a new query id, under the memory limit), whose rows
+    /// are then streamed and timed.
+    async fn run<'a, F, Fut>(
+        &'a self,
+        what: &str,
+        admission: Admission,
+        plan: F,
+    ) -> Result<Response<DoGetStream>, Status>
+    where
+        F: FnOnce(Arc<SessionContext>) -> Fut,
+        Fut: Future<Output = Result<DataFrame, Status>> + 'a,
+    {
+        let query_id = new_query_id();
+        let span = tracing::info_span!("query", query_id = %query_id, protocol = "flight");
+        let mut timer = QueryTimer::start("flight", &query_id);
+        tracing::debug!(query_id = %query_id, sql = what, "query received");
+        let planned = async {
+            let ctx = self.engine.statement_context(&query_id).map_err(status)?;
+            plan(ctx).await
+        }
+        .instrument(span)
+        .await;
+        match planned {
+            Ok(frame) => stream_frame(frame, timer, admission).await,
+            Err(e) => {
+                timer.finish(Outcome::Error);
+                Err(e)
+            }
+        }
     }
 
     /// Plans `sql` without running anything, placeholders left in.
@@ -279,7 +327,10 @@ impl FlightSqlService for FlightSql {
         let admission = self.limits.admit(request.metadata())?;
         let sql = std::str::from_utf8(&ticket.statement_handle)
             .map_err(|_| error::invalid("the statement ticket is not UTF-8 SQL"))?;
-        stream_frame(self.statement(sql).await?, admission).await
+        self.run(sql, admission, |ctx| async move {
+            ctx.sql_with_options(sql, read_only()).await.map_err(status)
+        })
+        .await
     }
 
     async fn do_action_create_prepared_statement(
@@ -323,7 +374,9 @@ impl FlightSqlService for FlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let frame = self.prepared(&query.prepared_statement_handle).await?;
+        let frame = self
+            .prepared(&self.ctx, &query.prepared_statement_handle)
+            .await?;
         let schema = frame.schema().as_arrow().clone();
         flight_info(
             &schema,
@@ -338,8 +391,11 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let admission = self.limits.admit(request.metadata())?;
-        let frame = self.prepared(&query.prepared_statement_handle).await?;
-        stream_frame(frame, admission).await
+        let handle = &query.prepared_statement_handle;
+        self.run("(prepared statement)", admission, |ctx| async move {
+            self.prepared(&ctx, handle).await
+        })
+        .await
     }
 
     async fn do_action_close_prepared_statement(

@@ -15,7 +15,7 @@ mod code {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const DATA_EXCEPTION: &str = "22000";
     pub const QUERY_CANCELED: &str = "57014";
-    pub const RESOURCES_EXHAUSTED: &str = "53000";
+    pub const OUT_OF_MEMORY: &str = "53200";
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
     pub const INVALID_PASSWORD: &str = "28P01";
@@ -202,7 +202,13 @@ pub fn to_error_info(error: &DataFusionError) -> ErrorInfo {
         }
         DataFusionError::Plan(text) => plan_error(text),
         DataFusionError::NotImplemented(text) => (code::FEATURE_NOT_SUPPORTED, text.clone()),
-        DataFusionError::ResourcesExhausted(text) => (code::RESOURCES_EXHAUSTED, text.clone()),
+        // DataFusion's memory pools: the statement needed more than its memory limit.
+        DataFusionError::ResourcesExhausted(text) => (
+            code::OUT_OF_MEMORY,
+            format!(
+                "out of memory: the statement exceeded its memory limit (--query-memory-limit): {text}"
+            ),
+        ),
         DataFusionError::ArrowError(e, _) => (code::DATA_EXCEPTION, e.to_string()),
         DataFusionError::Execution(text) if text.contains("unreachable") => {
             (code::CONNECTION_FAILURE, text.clone())

@@ -18,6 +18,7 @@ mod startup;
 use std::future::Future;
 use std::sync::Arc;
 
+use datafusion::prelude::SessionContext;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
@@ -90,7 +91,7 @@ impl PgWireServerHandlers for Handlers {
 
 /// The session service: armorlake's read-only rule and DISCARD first, then
 /// datafusion-postgres' own hooks (cursors, SET/SHOW, transactions).
-fn session_service(engine: &QueryEngine) -> DfSessionService {
+fn session_service(ctx: Arc<SessionContext>) -> DfSessionService {
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(readonly::ReadOnly),
         Arc::new(discard::Discard),
@@ -98,7 +99,7 @@ fn session_service(engine: &QueryEngine) -> DfSessionService {
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
     ];
-    DfSessionService::new_with_hooks(engine.context().clone(), hooks)
+    DfSessionService::new_with_hooks(ctx, hooks)
 }
 
 /// Serves PostgreSQL clients on `listener` until `shutdown` resolves. Each connection runs
@@ -117,10 +118,7 @@ pub async fn serve(
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let sessions = Arc::new(cancel::Sessions::default());
     let shared = Arc::new(Shared {
-        session: Arc::new(session::Session::new(
-            Arc::new(session_service(engine)),
-            engine.runtime(),
-        )),
+        session: Arc::new(session::Session::new(engine.clone(), engine.runtime())),
         startup: Arc::new(startup::Shared {
             users: options.users,
             tls_required: options.tls_required,
@@ -149,6 +147,7 @@ pub async fn serve(
         };
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _open = crate::metrics::ConnectionGuard::open("pg");
             // A failed TLS handshake ends here, with the connection: never plaintext.
             if let Err(e) = process_socket(socket, tls, handlers).await {
                 tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");

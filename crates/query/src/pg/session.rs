@@ -36,7 +36,10 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::cancel::Registration;
 use super::error;
+use crate::QueryEngine;
+use crate::metrics::{Observed, Outcome, QueryTimer, new_query_id};
 use crate::runtime::InRuntime;
+use tracing::Instrument;
 
 /// The client metadata key datafusion-postgres' `SET statement_timeout` writes (and `SHOW
 /// statement_timeout` reads): milliseconds, absent when there is no timeout.
@@ -272,18 +275,71 @@ pub(crate) struct Session {
     inner: Arc<DfSessionService>,
     parser: Arc<Positioned>,
     runtime: Handle,
+    engine: QueryEngine,
 }
 
 impl Session {
-    /// Runs `inner`'s statements with their work on `runtime`.
-    pub(crate) fn new(inner: Arc<DfSessionService>, runtime: Handle) -> Self {
+    /// Runs `engine`'s statements with their work on `runtime`.
+    pub(crate) fn new(engine: QueryEngine, runtime: Handle) -> Self {
+        let inner = Arc::new(super::session_service(engine.context().clone()));
         let parser = Arc::new(Positioned(inner.query_parser()));
         Session {
             inner,
             parser,
             runtime,
+            engine,
         }
     }
+
+    /// The service that runs a statement with `query_id`: settings (SET, RESET) change the
+    /// shared session; everything else runs in a session of its own (see
+    /// [`QueryEngine::statement_context`]), tagged with the query id and under the memory
+    /// limit.
+    fn service_for(&self, sql: &str, query_id: &str) -> PgWireResult<Arc<DfSessionService>> {
+        if is_setting(sql) {
+            return Ok(self.inner.clone());
+        }
+        let ctx = self
+            .engine
+            .statement_context(query_id)
+            .map_err(|e| error::for_query(PgWireError::ApiError(Box::new(e)), sql))?;
+        Ok(Arc::new(super::session_service(ctx)))
+    }
+}
+
+/// Whether `sql` starts with SET or RESET (a change to the session's settings).
+fn is_setting(sql: &str) -> bool {
+    let word: String = sql
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    word.eq_ignore_ascii_case("set") || word.eq_ignore_ascii_case("reset")
+}
+
+/// How a failed PostgreSQL statement counts in the metrics.
+fn outcome(e: &PgWireError) -> Outcome {
+    match e {
+        PgWireError::UserError(info) if info.code == "57014" => Outcome::Cancelled,
+        _ => Outcome::Error,
+    }
+}
+
+/// Hands `timer` to the last response with rows, which ends it after its last row; without
+/// one the statement is over now.
+fn observe(mut responses: Vec<Response>, mut timer: QueryTimer) -> Vec<Response> {
+    match responses
+        .iter_mut()
+        .rev()
+        .find(|r| matches!(r, Response::Query(_)))
+    {
+        Some(Response::Query(query)) => {
+            let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
+            query.data_rows = Box::pin(Observed::new(rows, timer, outcome));
+        }
+        _ => timer.finish(Outcome::Ok),
+    }
+    responses
 }
 
 #[async_trait]
@@ -295,14 +351,29 @@ impl SimpleQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let query_id = new_query_id();
+        let span = tracing::info_span!("query", query_id = %query_id, protocol = "pg");
+        let mut timer = QueryTimer::start("pg", &query_id);
+        tracing::debug!(query_id = %query_id, sql = query, "query received");
         let limits = Limits::start(client, &self.runtime);
+        let service = self.service_for(query, &query_id)?;
         let (responses, notices) = crate::notices::collect(
-            limits.run(SimpleQueryHandler::do_query(&*self.inner, client, query)),
+            limits
+                .run(SimpleQueryHandler::do_query(&*service, client, query))
+                .instrument(span),
         )
         .await;
-        let responses = responses.map_err(|e| error::for_query(e, query))?;
+        let responses = match responses {
+            Ok(r) => r,
+            Err(e) => {
+                let e = error::for_query(e, query);
+                timer.finish(outcome(&e));
+                return Err(e);
+            }
+        };
         send_notices(client, notices).await?;
-        Ok(responses.into_iter().map(|r| limits.guard(r)).collect())
+        let responses = responses.into_iter().map(|r| limits.guard(r)).collect();
+        Ok(observe(responses, timer))
     }
 }
 
@@ -361,14 +432,34 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let sql = &portal.statement.statement.0;
+        let query_id = new_query_id();
+        let span = tracing::info_span!("query", query_id = %query_id, protocol = "pg");
+        let mut timer = QueryTimer::start("pg", &query_id);
+        tracing::debug!(query_id = %query_id, sql = %sql, "query received");
         let limits = Limits::start(client, &self.runtime);
-        let (response, notices) = crate::notices::collect(limits.run(
-            ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows),
-        ))
+        let service = self.service_for(sql, &query_id)?;
+        let (response, notices) = crate::notices::collect(
+            limits
+                .run(ExtendedQueryHandler::do_query(
+                    &*service, client, portal, max_rows,
+                ))
+                .instrument(span),
+        )
         .await;
-        let response = response.map_err(|e| error::for_query(e, &portal.statement.statement.0))?;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                let e = error::for_query(e, sql);
+                timer.finish(outcome(&e));
+                return Err(e);
+            }
+        };
         send_notices(client, notices).await?;
-        Ok(limits.guard(response))
+        let mut responses = observe(vec![limits.guard(response)], timer);
+        responses
+            .pop()
+            .ok_or_else(|| PgWireError::ApiError("no response".into()))
     }
 }
 

@@ -167,6 +167,7 @@ impl Wal {
         match result {
             Ok(()) => {
                 self.len += total;
+                crate::metrics::WAL_BYTES.inc_by(total);
                 Ok(segment)
             }
             Err(source) => {
