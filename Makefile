@@ -3,7 +3,7 @@ CARGO ?= cargo
 # The Python the integration tests run their Python clients with (made by `make deps`).
 export ARMORLAKE_PYTHON ?= $(CURDIR)/.venv/bin/python
 
-.PHONY: all deps fmt fmt-check clippy test up
+.PHONY: all deps fmt fmt-check clippy test up load
 
 all: fmt-check clippy test
 
@@ -25,3 +25,9 @@ test: deps fmt-check clippy
 
 up:
 	$(CARGO) run --release -- up
+
+# The load suite (not in CI): 100 sessions of mixed queries against a release `up`.
+DURATION ?= 5m
+load:
+	$(CARGO) build --release -p armorlake
+	$(CARGO) run --release -p armorlake-benches --bin load -- --connections 100 --duration $(DURATION)

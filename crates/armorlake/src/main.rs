@@ -576,3 +576,41 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_with_units() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5 fortnights").is_err());
+    }
+
+    #[test]
+    fn log_format_and_metrics_flags_come_anywhere() {
+        let cli = Cli::try_parse_from([
+            "armorlake",
+            "up",
+            "--log-format",
+            "json",
+            "--metrics-listen",
+            "127.0.0.1:9187",
+            "--query-memory-limit",
+            "1GiB",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert_eq!(
+            cli.metrics_listen,
+            Some("127.0.0.1:9187".parse().unwrap_or_else(|e| panic!("{e}")))
+        );
+        assert!(Cli::try_parse_from(["armorlake", "--log-format", "xml", "up"]).is_err());
+    }
+}

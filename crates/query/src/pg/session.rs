@@ -511,6 +511,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn settings_run_on_the_shared_session() {
+        assert!(is_setting("SET statement_timeout = 5"));
+        assert!(is_setting("  reset ALL"));
+        assert!(is_setting("set\tarmorlake.allow_partial_results = on"));
+        assert!(!is_setting("SELECT 1"));
+        assert!(!is_setting("SETTLE"));
+        assert!(!is_setting("SHOW search_path"));
+    }
+
+    #[test]
     fn durations_in_postgres_units() {
         assert_eq!(parse_duration_ms("100"), Some(100));
         assert_eq!(parse_duration_ms("100ms"), Some(100));
