@@ -10,11 +10,14 @@ mod support;
 mod wire;
 
 mod cluster;
+mod config;
 mod distributed;
 mod durability;
 mod first_slice;
 mod flight;
 mod ingest;
+mod meta_etcd;
+mod node_security;
 mod pg_clients;
 mod pg_security;
 mod slt;

@@ -26,9 +26,15 @@ impl Drop for Proc {
 impl Proc {
     /// Starts `cmd` and waits until it prints a line containing `ready`; returns the process
     /// and that line. Fails after 60 s (a debug build under load can be slow to start).
-    pub fn start(mut cmd: Command, ready: &str) -> (Proc, String) {
+    pub fn start(cmd: Command, ready: &str) -> (Proc, String) {
+        Proc::start_with_stderr(cmd, ready, Stdio::inherit())
+    }
+
+    /// [`Proc::start`] with the process' log (stderr) sent to `stderr`, e.g. a file the
+    /// test reads afterwards.
+    pub fn start_with_stderr(mut cmd: Command, ready: &str, stderr: Stdio) -> (Proc, String) {
         cmd.stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn armorlake");
         let stdout = child.stdout.take().expect("stdout");
