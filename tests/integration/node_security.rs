@@ -108,6 +108,7 @@ fn refused(mut cmd: Command) -> String {
             let out = child.wait_with_output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
             assert!(!status.success(), "a refused node exited 0: {stderr}");
+            println!("refused as expected: {stderr}");
             return stderr;
         }
         if Instant::now() > deadline {
@@ -160,6 +161,10 @@ fn a_cluster_on_mutual_tls_answers_and_refuses_nodes_without_its_certificate() {
     let cmd = operator_command(&master, "op-plain", &sim.addr, &dir.path().join("p"), &[]);
     let err = refused(cmd);
     assert!(err.contains("master unreachable"), "{err}");
+    assert!(
+        err.contains("--cluster-ca"),
+        "the error hints at the cause: {err}"
+    );
     // A certificate of another CA: the client does not trust the master's certificate,
     // and the master refuses the client's.
     let rogue = Pki::new(dir.path(), "rogue");

@@ -205,6 +205,9 @@ pub async fn serve(
 pub struct GrpcMeta {
     client: MetaServiceClient<TokenChannel<Channel>>,
     url: String,
+    /// Whether this node speaks TLS to the master (else a closed connection may mean the
+    /// master wants it).
+    tls: bool,
 }
 
 impl GrpcMeta {
@@ -216,7 +219,11 @@ impl GrpcMeta {
             .connect()
             .await
             .map_err(|e| Error::Unavailable(format!("{url}: {}", error_chain(&e))))?;
-        Ok(GrpcMeta::with_channel(security.channel(channel), url))
+        Ok(GrpcMeta::with_channel(
+            security.channel(channel),
+            url,
+            security,
+        ))
     }
 
     /// A client of the master at `url` that connects on its first call, so a node can
@@ -226,14 +233,23 @@ impl GrpcMeta {
         Ok(GrpcMeta::with_channel(
             security.channel(endpoint.connect_lazy()),
             url,
+            security,
         ))
     }
 
-    fn with_channel(channel: TokenChannel<Channel>, url: String) -> GrpcMeta {
+    fn with_channel(
+        channel: TokenChannel<Channel>,
+        url: String,
+        security: &ClusterSecurity,
+    ) -> GrpcMeta {
         let client = MetaServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        GrpcMeta { client, url }
+        GrpcMeta {
+            client,
+            url,
+            tls: security.uses_tls(),
+        }
     }
 
     /// The master's address, as given.
@@ -249,18 +265,30 @@ impl GrpcMeta {
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => {
-                // A transport failure (refused TLS handshake, reset) hides its cause in the
-                // status' sources.
-                let cause = std::error::Error::source(&status).map(error_chain);
-                Err(match (from_status(status), cause) {
-                    (Error::Unavailable(e), Some(cause)) => {
-                        Error::Unavailable(format!("{}: {e}: {cause}", self.url))
+                // A transport failure (refused TLS handshake, reset, protocol error) hides
+                // its cause in the status' sources, whatever its code: the master was not
+                // reached.
+                let Some(cause) = std::error::Error::source(&status).map(error_chain) else {
+                    return Err(match from_status(status) {
+                        Error::Unavailable(e) => Error::Unavailable(format!("{}: {e}", self.url)),
+                        e => e,
+                    });
+                };
+                // Reached, then dropped by a master speaking another protocol (TLS).
+                let dropped = !cause.contains("tcp connect error");
+                let hint = match !self.tls && dropped {
+                    true => {
+                        " (if the master requires mutual TLS, give this node --cluster-ca, \
+                         --cluster-cert and --cluster-key)"
                     }
-                    (Error::Unavailable(e), None) => {
-                        Error::Unavailable(format!("{}: {e}", self.url))
-                    }
-                    (e, _) => e,
-                })
+                    false => "",
+                };
+                Err(Error::Unavailable(format!(
+                    "{}: {:?}: {}: {cause}{hint}",
+                    self.url,
+                    status.code(),
+                    status.message()
+                )))
             }
             Err(_) => Err(Error::Unavailable(format!(
                 "{}: no answer within {timeout:?}",

@@ -218,6 +218,11 @@ impl ClusterSecurity {
                                 Ok(tls) => {
                                     let _ = sender.send(Ok(Connection::Tls(Box::new(tls)))).await;
                                 }
+                                // Closed before saying anything: a liveness probe (a
+                                // TCP connect), not a peer to warn about.
+                                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                                    tracing::debug!(%peer, "closed before the TLS handshake");
+                                }
                                 Err(e) => tracing::warn!(
                                     %peer,
                                     "refused a node connection: TLS handshake failed: {e} \
