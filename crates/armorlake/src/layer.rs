@@ -21,7 +21,7 @@ impl<'a> Layer<'a> {
     }
 
     /// Whether the option `id` (clap's id: the field's name) was given as a flag.
-    pub fn from_flag(&self, id: &str) -> bool {
+    pub fn given_as_flag(&self, id: &str) -> bool {
         matches!(
             self.matches
                 .try_contains_id(id)
@@ -33,7 +33,7 @@ impl<'a> Layer<'a> {
     /// Sets `field` to the file's value unless a flag gave it.
     pub fn set<T>(&self, field: &mut T, id: &str, file: Option<T>) {
         if let Some(value) = file
-            && !self.from_flag(id)
+            && !self.given_as_flag(id)
         {
             *field = value;
         }
@@ -42,7 +42,7 @@ impl<'a> Layer<'a> {
     /// [`Layer::set`] for an optional field.
     pub fn set_opt<T>(&self, field: &mut Option<T>, id: &str, file: Option<T>) {
         if let Some(value) = file
-            && !self.from_flag(id)
+            && !self.given_as_flag(id)
         {
             *field = Some(value);
         }
