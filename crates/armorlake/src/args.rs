@@ -486,3 +486,35 @@ impl SimArgs {
         Ok(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn meta_stores_parse_with_their_prefix() {
+        let dir = Path::new("d");
+        assert_eq!(
+            parse_meta_store("redb", dir).unwrap(),
+            MetaStore::Dir(dir.into())
+        );
+        assert_eq!(
+            parse_meta_store("etcd://a:2379,b:2379", dir).unwrap(),
+            MetaStore::Etcd {
+                endpoints: vec!["a:2379".into(), "b:2379".into()],
+                prefix: "/armorlake/".into(),
+            }
+        );
+        let MetaStore::Etcd { prefix, .. } = parse_meta_store("etcd://a:1/x/y", dir).unwrap()
+        else {
+            panic!("etcd expected");
+        };
+        assert_eq!(prefix, "/x/y/");
+        assert!(parse_meta_store("etcd://", dir).is_err());
+        assert!(parse_meta_store("postgres://a", dir).is_err());
+    }
+}
