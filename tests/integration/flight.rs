@@ -165,3 +165,23 @@ fn flight_sql_serves_tls_with_the_postgres_certificate() {
     let uri = format!("grpc+tls://localhost:{}", up.flight_port);
     run_script("flight_pyarrow.py", &[&uri, "fay", "pw", &cert]);
 }
+
+#[test]
+fn flight_sql_has_the_same_limits_as_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = start_up(
+        dir.path(),
+        &[],
+        &[
+            "--simulate",
+            "100",
+            "--max-connections",
+            "1",
+            "--statement-timeout",
+            "2s",
+        ],
+    );
+    let uri = format!("grpc://127.0.0.1:{}", up.flight_port);
+    let out = run_script("flight_limits.py", &[&uri]);
+    println!("{out}");
+}

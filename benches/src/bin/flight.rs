@@ -20,9 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use armorlake_benches::thousands;
-use armorlake_node::{
-    FlightOptions, FrontEnds, Listening, PasswordUsers, PullOptions, UpConfig, run_up,
-};
+use armorlake_node::{FlightOptions, FrontEnds, Listening, PullOptions, UpConfig, run_up};
 use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
 use arrow_flight::sql::client::FlightSqlServiceClient;
@@ -89,10 +87,7 @@ async fn run(args: Args) -> Result<(), String> {
             pg_listen: loopback(0),
             pg: Default::default(),
             flight_listen: loopback(0),
-            flight: FlightOptions {
-                credentials: PasswordUsers::default().into_credentials(),
-                tls: None,
-            },
+            flight: FlightOptions::default(),
         },
         kubearmor: vec![sim_addr.to_string()],
         simulate: 0,

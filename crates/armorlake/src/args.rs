@@ -114,6 +114,15 @@ pub struct FrontArgs {
         value_name = "NAME:PASSWORD"
     )]
     pub flight_users: Vec<String>,
+    /// Stop every Flight SQL statement that runs longer than this (e.g. `30s`); a client's
+    /// own shorter gRPC deadline wins. Default: no limit.
+    #[arg(
+        long,
+        env = "ARMORLAKE_STATEMENT_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration
+    )]
+    pub statement_timeout: Option<Duration>,
     #[command(flatten)]
     pub pg: PgArgs,
 }
@@ -123,6 +132,11 @@ impl FrontArgs {
         layer.set(&mut self.pg_listen, "pg_listen", pg.listen);
         layer.set(&mut self.flight_listen, "flight_listen", flight.listen);
         layer.set(&mut self.flight_users, "flight_users", flight.users);
+        layer.set_opt(
+            &mut self.statement_timeout,
+            "statement_timeout",
+            flight.statement_timeout,
+        );
         layer.set_opt(&mut self.pg.tls_cert, "tls_cert", pg.tls_cert);
         layer.set_opt(&mut self.pg.tls_key, "tls_key", pg.tls_key);
         layer.set(&mut self.pg.tls_required, "tls_required", pg.tls_required);
@@ -150,7 +164,13 @@ impl FrontArgs {
             pg,
             pg_listen: self.pg_listen,
             flight_listen: self.flight_listen,
-            flight: FlightOptions { credentials, tls },
+            flight: FlightOptions {
+                credentials,
+                tls,
+                // The PostgreSQL connection limit bounds concurrent Flight SQL statements.
+                max_queries: self.pg.max_connections,
+                statement_timeout: self.statement_timeout,
+            },
         })
     }
 }

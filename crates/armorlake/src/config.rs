@@ -212,6 +212,9 @@ pub struct FlightFile {
     pub listen: Option<SocketAddr>,
     /// `--flight-user`, every `NAME:PASSWORD`.
     pub users: Option<Vec<String>>,
+    /// `--statement-timeout`, e.g. `"30s"`.
+    #[serde(default, deserialize_with = "duration")]
+    pub statement_timeout: Option<Duration>,
 }
 
 /// `[pull]`: how an operator subscribes to KubeArmor.

@@ -17,6 +17,7 @@ pub mod functions;
 pub mod notices;
 pub mod pg;
 mod pg_functions;
+mod runtime;
 pub mod scan;
 pub mod system;
 
@@ -25,10 +26,11 @@ use std::sync::Arc;
 use armorlake_common::{DATABASE, EVENT_SCHEMA, SYSTEM_SCHEMA, Table};
 use armorlake_meta::MetaService;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use runtime::QueryRuntime;
 
 pub use channels::WorkerChannels;
 pub use cluster::{ArmorlakeOptions, ClusterTable};
@@ -55,6 +57,7 @@ pub enum Error {
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: Arc<SessionContext>,
+    runtime: Arc<QueryRuntime>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -95,11 +98,20 @@ impl QueryEngine {
 
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| *e)?;
         pg_functions::register(&ctx);
-        Ok(QueryEngine { ctx: Arc::new(ctx) })
+        let runtime = QueryRuntime::new().map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(QueryEngine {
+            ctx: Arc::new(ctx),
+            runtime: Arc::new(runtime),
+        })
     }
 
     /// The DataFusion session every client shares.
     pub fn context(&self) -> &Arc<SessionContext> {
         &self.ctx
+    }
+
+    /// The runtime both front ends run statements on ([`runtime`]).
+    pub(crate) fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.handle()
     }
 }

@@ -8,12 +8,14 @@
 
 mod auth;
 mod error;
+mod limits;
 mod metadata;
 mod prepared;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
@@ -47,7 +49,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::QueryEngine;
 use crate::auth::Credentials;
+use crate::runtime::InRuntime;
 use auth::{Auth, Gate, User};
+use limits::{Admission, Limits};
 use prepared::Statements;
 
 /// How the Flight SQL front end is served.
@@ -58,6 +62,25 @@ pub struct FlightOptions {
     pub credentials: Arc<dyn Credentials>,
     /// TLS; `None` serves plain gRPC.
     pub tls: Option<ServerTlsConfig>,
+    /// At most this many statements stream at once; more are refused with
+    /// `RESOURCE_EXHAUSTED` (SQLSTATE 53300).
+    pub max_queries: usize,
+    /// Every statement stops after this long (`DEADLINE_EXCEEDED`, SQLSTATE 57014), or at
+    /// the caller's own gRPC deadline if that comes first.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl Default for FlightOptions {
+    /// Open (no users: loopback only), plain gRPC, PostgreSQL's default connection limit
+    /// as the query limit, no timeout.
+    fn default() -> Self {
+        FlightOptions {
+            credentials: crate::auth::PasswordUsers::default().into_credentials(),
+            tls: None,
+            max_queries: crate::pg::DEFAULT_MAX_CONNECTIONS,
+            statement_timeout: None,
+        }
+    }
 }
 
 /// Serves Flight SQL on `listener` until `shutdown` resolves.
@@ -72,6 +95,11 @@ pub async fn serve(
         ctx: engine.context().clone(),
         auth: auth.clone(),
         statements: Statements::default(),
+        limits: Limits::new(
+            options.max_queries,
+            options.statement_timeout,
+            engine.runtime(),
+        ),
     };
     let mut server = Server::builder();
     if let Some(tls) = options.tls {
@@ -91,6 +119,7 @@ struct FlightSql {
     ctx: Arc<SessionContext>,
     auth: Arc<Auth>,
     statements: Statements,
+    limits: Limits,
 }
 
 type DoGetStream = <FlightSql as FlightService>::DoGetStream;
@@ -138,16 +167,23 @@ fn flight_info(
     Ok(Response::new(info))
 }
 
-/// Streams a query's batches as DataFusion produces them.
-async fn stream_frame(frame: DataFrame) -> Result<Response<DoGetStream>, Status> {
-    let batches = frame.execute_stream().await.map_err(status)?;
+/// Streams a query's batches as DataFusion produces them, within `admission`'s limits.
+async fn stream_frame(
+    frame: DataFrame,
+    admission: Admission,
+) -> Result<Response<DoGetStream>, Status> {
+    let execute = InRuntime {
+        runtime: admission.runtime.clone(),
+        work: Box::pin(frame.execute_stream()),
+    };
+    let batches = execute.await.map_err(status)?;
     let schema = batches.schema();
     let batches = batches.map_err(|e| FlightError::Tonic(Box::new(status(e))));
     let data = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(batches)
         .map_err(Status::from);
-    Ok(Response::new(Box::pin(data)))
+    Ok(Response::new(Box::pin(Limits::guard(admission, data))))
 }
 
 /// Streams one metadata batch.
@@ -238,11 +274,12 @@ impl FlightSqlService for FlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        let admission = self.limits.admit(request.metadata())?;
         let sql = std::str::from_utf8(&ticket.statement_handle)
             .map_err(|_| error::invalid("the statement ticket is not UTF-8 SQL"))?;
-        stream_frame(self.statement(sql).await?).await
+        stream_frame(self.statement(sql).await?, admission).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -298,9 +335,11 @@ impl FlightSqlService for FlightSql {
     async fn do_get_prepared_statement(
         &self,
         query: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        stream_frame(self.prepared(&query.prepared_statement_handle).await?).await
+        let admission = self.limits.admit(request.metadata())?;
+        let frame = self.prepared(&query.prepared_statement_handle).await?;
+        stream_frame(frame, admission).await
     }
 
     async fn do_action_close_prepared_statement(

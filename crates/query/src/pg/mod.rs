@@ -101,35 +101,6 @@ fn session_service(engine: &QueryEngine) -> DfSessionService {
     DfSessionService::new_with_hooks(engine.context().clone(), hooks)
 }
 
-/// The runtime statements execute on, apart from the one serving connections (see
-/// `session.rs`); shut down without waiting when serving ends.
-struct QueryRuntime(Option<tokio::runtime::Runtime>);
-
-impl QueryRuntime {
-    fn new() -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name("armorlake-query")
-            .enable_all()
-            .build()?;
-        Ok(QueryRuntime(Some(runtime)))
-    }
-
-    fn handle(&self) -> tokio::runtime::Handle {
-        match &self.0 {
-            Some(r) => r.handle().clone(),
-            None => tokio::runtime::Handle::current(),
-        }
-    }
-}
-
-impl Drop for QueryRuntime {
-    fn drop(&mut self) {
-        if let Some(r) = self.0.take() {
-            r.shutdown_background();
-        }
-    }
-}
-
 /// Serves PostgreSQL clients on `listener` until `shutdown` resolves. Each connection runs
 /// in its own task: a broken client never affects the others.
 ///
@@ -144,12 +115,11 @@ pub async fn serve(
     options
         .check(listener.local_addr()?)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let runtime = QueryRuntime::new()?;
     let sessions = Arc::new(cancel::Sessions::default());
     let shared = Arc::new(Shared {
         session: Arc::new(session::Session::new(
             Arc::new(session_service(engine)),
-            runtime.handle(),
+            engine.runtime(),
         )),
         startup: Arc::new(startup::Shared {
             users: options.users,

@@ -4,10 +4,8 @@
 //! DataFusion results are streams: `do_query` returns before any row is computed, so the
 //! timeout and the cancel token are checked again while the rows stream to the client.
 //!
-//! Query work runs on a runtime of its own: DataFusion's partition tasks are CPU-bound and
-//! seldom yield, and on the connections' runtime they would starve the very tasks that
-//! notice a timeout or read a cancel request. Every poll of a statement's futures and row
-//! stream enters the query runtime, so whatever DataFusion spawns lands there.
+//! Every poll of a statement's futures and row stream enters the query runtime
+//! ([`crate::runtime`]), so whatever DataFusion spawns lands there.
 
 use std::fmt::Debug;
 use std::pin::Pin;
@@ -38,6 +36,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::cancel::Registration;
 use super::error;
+use crate::runtime::InRuntime;
 
 /// The client metadata key datafusion-postgres' `SET statement_timeout` writes (and `SHOW
 /// statement_timeout` reads): milliseconds, absent when there is no timeout.
@@ -125,21 +124,6 @@ fn parse_duration_ms(text: &str) -> Option<u64> {
     };
     let ms = (number * factor).round();
     (ms.is_finite() && ms >= 0.0 && ms < u64::MAX as f64).then_some(ms as u64)
-}
-
-/// Polls a future inside the query runtime's context.
-struct InRuntime<F> {
-    runtime: Handle,
-    work: Pin<Box<F>>,
-}
-
-impl<F: Future> Future for InRuntime<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let _inside = self.runtime.enter();
-        self.work.as_mut().poll(cx)
-    }
 }
 
 /// What stops the statement that starts now: the session's cancel token and deadline.
