@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: the real PostgreSQL
 # client (psql) and a Python venv with the Python clients (tests/python/requirements.txt)
-# that the integration tests drive, and PostgreSQL 15's server programs (the reference
-# database the sqllogictest files are also checked against). Idempotent; does nothing when
-# all is there.
+# that the integration tests drive, PostgreSQL 15's server programs (the reference
+# database the sqllogictest files are also checked against) and etcd (the master's etcd
+# store is tested against it). Idempotent; does nothing when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ need=()
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# A real etcd for the master's etcd metadata store test (tests/integration/meta_etcd.rs).
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # Debian's python3 makes venvs only with python3-venv (ensurepip).
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need+=(python3-venv)

@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         root.join("kubearmor.proto"),
         root.join("armorlake/meta.proto"),
+        root.join("etcd/kv.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use armorlake_meta::{GrpcMeta, MetaService, Role};
+use armorlake_meta::{ClusterSecurity, GrpcMeta, MetaService, Role};
 
 use crate::support::{Proc, armorlake, eventually, start_sim};
 
@@ -49,7 +49,7 @@ fn operators_report_to_a_master_that_survives_a_restart() {
 
     let meta = {
         let _in_runtime = rt.enter();
-        GrpcMeta::connect_lazy(&url).unwrap()
+        GrpcMeta::connect_lazy(&url, &ClusterSecurity::none()).unwrap()
     };
     let node = eventually(Duration::from_secs(30), "op-a to register", || {
         let nodes = rt.block_on(meta.nodes()).ok()?;

@@ -10,12 +10,15 @@ mod support;
 mod wire;
 
 mod cluster;
+mod config;
 mod deploy;
 mod distributed;
 mod durability;
 mod first_slice;
 mod flight;
 mod ingest;
+mod meta_etcd;
+mod node_security;
 mod observe;
 mod pg_clients;
 mod pg_security;

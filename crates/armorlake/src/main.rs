@@ -1,26 +1,25 @@
 //! `armorlake`: one binary, one subcommand per role.
 
+mod args;
+mod cluster_args;
 mod config;
+mod layer;
 mod pg_args;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use armorlake_node::{
-    FlightOptions, FrontEnds, KubeArmorTls, Listening, OperatorProcess, PasswordUsers, PullOptions,
-    QueryProcess, UpConfig, run_master, run_operator, run_query, run_up,
+    Listening, MasterProcess, OperatorProcess, QueryProcess, UpConfig, run_master, run_operator,
+    run_query, run_up,
 };
 use armorlake_sim::{SimConfig, Simulator};
-use armorlake_storage::StoreOptions;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use armorlake_query::auth::Credentials;
-
-use crate::pg_args::PgArgs;
+use crate::args::{MasterArgs, OperatorArgs, QueryArgs, SimArgs, UpArgs};
+use crate::layer::Layer;
 
 /// KubeArmor security telemetry kept at the edge, queried as one PostgreSQL database.
 #[derive(Debug, Parser)]
@@ -91,129 +90,6 @@ struct ProbeArgs {
     timeout: Duration,
 }
 
-#[derive(Debug, clap::Args)]
-struct UpArgs {
-    /// Where events are stored.
-    #[arg(long, env = "ARMORLAKE_DATA_DIR", default_value = "armorlake-data")]
-    data_dir: PathBuf,
-    #[command(flatten)]
-    front: FrontArgs,
-    /// KubeArmor endpoint to pull from (HOST:PORT); repeat for several. None: the built-in
-    /// simulator.
-    #[arg(long = "kubearmor", value_name = "HOST:PORT")]
-    kubearmor: Vec<String>,
-    /// Events per second of the built-in simulator.
-    #[arg(long, value_name = "EVENTS_PER_SEC", default_value_t = 300)]
-    simulate: u64,
-    #[command(flatten)]
-    pull: PullArgs,
-    #[command(flatten)]
-    store: StoreArgs,
-}
-
-/// The query node's front ends.
-#[derive(Debug, clap::Args)]
-struct FrontArgs {
-    /// PostgreSQL wire protocol listener.
-    #[arg(long, env = "ARMORLAKE_PG_LISTEN", default_value = "127.0.0.1:5433")]
-    pg_listen: SocketAddr,
-    /// Arrow Flight SQL (gRPC) listener.
-    #[arg(
-        long,
-        env = "ARMORLAKE_FLIGHT_LISTEN",
-        default_value = "127.0.0.1:50062"
-    )]
-    flight_listen: SocketAddr,
-    /// A Flight SQL user, NAME:PASSWORD; repeat for several. Without any, every Flight SQL
-    /// client is trusted, which is allowed only on a loopback --flight-listen.
-    #[arg(
-        long = "flight-user",
-        env = "ARMORLAKE_FLIGHT_USER",
-        value_name = "NAME:PASSWORD"
-    )]
-    flight_users: Vec<String>,
-    /// Stop every Flight SQL statement that runs longer than this (e.g. `30s`); a client's
-    /// own shorter gRPC deadline wins. Default: no limit.
-    #[arg(
-        long,
-        env = "ARMORLAKE_STATEMENT_TIMEOUT",
-        value_name = "DURATION",
-        value_parser = humantime::parse_duration
-    )]
-    statement_timeout: Option<std::time::Duration>,
-    /// Most memory one statement may hold on the query node (bytes, or with a unit: 512MiB,
-    /// 2GiB); a statement that needs more and cannot spill to disk fails with SQLSTATE 53200.
-    /// No limit when absent.
-    #[arg(
-        long,
-        env = "ARMORLAKE_QUERY_MEMORY_LIMIT",
-        value_name = "BYTES",
-        value_parser = parse_bytes
-    )]
-    query_memory_limit: Option<usize>,
-    #[command(flatten)]
-    pg: PgArgs,
-}
-
-/// A byte count: a number with an optional unit (k, M, G with or without `B`, `iB`; powers
-/// of 1024 for `KiB`, `MiB`, `GiB`, of 1000 for `kB`, `MB`, `GB`).
-fn parse_bytes(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: usize = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a byte count (e.g. 536870912, 512MiB, 2GiB)"))?;
-    let factor: usize = match unit.trim() {
-        "" | "B" => 1,
-        "k" | "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "kB" | "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} (use KiB, MiB, GiB, kB, MB, GB)"
-            ));
-        }
-    };
-    number
-        .checked_mul(factor)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{text:?} is out of range"))
-}
-
-impl FrontArgs {
-    fn front_ends(self) -> Result<FrontEnds, String> {
-        let pg = self.pg.options(self.pg_listen)?;
-        // Flight SQL signs in the PostgreSQL users unless --flight-user names its own, and
-        // serves the same certificate.
-        let credentials = match self.flight_users.is_empty() {
-            true => Arc::new(pg.users.clone()) as Arc<dyn Credentials>,
-            false => PasswordUsers::parse(self.flight_users.iter().map(String::as_str))
-                .map_err(|e| format!("--flight-user: {e}"))?
-                .into_credentials(),
-        };
-        let tls = self.pg.flight_tls()?;
-        Ok(FrontEnds {
-            pg,
-            pg_listen: self.pg_listen,
-            flight_listen: self.flight_listen,
-            flight: FlightOptions {
-                credentials,
-                tls,
-                // The PostgreSQL connection limit bounds concurrent Flight SQL statements.
-                max_queries: self.pg.max_connections,
-                statement_timeout: self.statement_timeout,
-            },
-            query_memory_limit: self.query_memory_limit,
-        })
-    }
-}
-
 /// The line a query node prints once clients can connect.
 fn ready_line(what: &str, addrs: Listening) -> String {
     format!(
@@ -222,137 +98,6 @@ fn ready_line(what: &str, addrs: Listening) -> String {
         addrs.pg.port(),
         addrs.flight
     )
-}
-
-/// How an operator subscribes to KubeArmor.
-#[derive(Debug, clap::Args)]
-struct PullArgs {
-    /// WatchAlerts filter sent to KubeArmor: all or policy.
-    #[arg(long, default_value = "all")]
-    alert_filter: String,
-    /// WatchLogs filter sent to KubeArmor: all or system.
-    #[arg(long, default_value = "all")]
-    log_filter: String,
-    /// Reach KubeArmor over TLS, trusting the CA in this PEM file.
-    #[arg(long, value_name = "FILE")]
-    kubearmor_ca: Option<PathBuf>,
-    /// The name KubeArmor's certificate is checked against (default: the endpoint's host).
-    #[arg(long, value_name = "NAME", requires = "kubearmor_ca")]
-    kubearmor_tls_domain: Option<String>,
-}
-
-impl PullArgs {
-    fn options(self) -> Result<PullOptions, String> {
-        let tls = match &self.kubearmor_ca {
-            Some(path) => Some(KubeArmorTls {
-                ca_pem: std::fs::read(path)
-                    .map_err(|e| format!("reading --kubearmor-ca {}: {e}", path.display()))?,
-                domain: self.kubearmor_tls_domain.clone(),
-            }),
-            None => None,
-        };
-        Ok(PullOptions {
-            alert_filter: self.alert_filter,
-            log_filter: self.log_filter,
-            tls,
-        })
-    }
-}
-
-/// How an operator stores events.
-#[derive(Debug, clap::Args)]
-struct StoreArgs {
-    /// How often rows held in memory are written to Parquet.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    flush_interval: Duration,
-    /// Flush early once a table has this many rows in memory (default: 1000000).
-    #[arg(long, value_name = "ROWS")]
-    flush_rows: Option<usize>,
-    /// Flush early once the rows in memory, all tables together, take this many bytes of
-    /// Arrow memory (default: 268435456, 256 MiB).
-    #[arg(long, value_name = "BYTES")]
-    flush_bytes: Option<usize>,
-    /// Drop whole hours older than this (e.g. 14d); keep everything when absent.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    retention: Option<Duration>,
-}
-
-#[derive(Debug, clap::Args)]
-struct MasterArgs {
-    /// gRPC listener of the metadata service.
-    #[arg(
-        long,
-        env = "ARMORLAKE_MASTER_LISTEN",
-        default_value = "127.0.0.1:50060"
-    )]
-    listen: SocketAddr,
-    /// Where the metadata is kept.
-    #[arg(long, env = "ARMORLAKE_DATA_DIR", default_value = "armorlake-master")]
-    data_dir: PathBuf,
-}
-
-#[derive(Debug, clap::Args)]
-struct OperatorArgs {
-    /// The master, e.g. http://127.0.0.1:50060.
-    #[arg(long, env = "ARMORLAKE_MASTER")]
-    master: String,
-    /// The node's name (default: the host name and data directory).
-    #[arg(long)]
-    name: Option<String>,
-    /// Replica group: operators with the same cluster pull the same endpoints.
-    #[arg(long, default_value = "")]
-    cluster: String,
-    /// Where query fragments are served (gRPC).
-    #[arg(long, env = "ARMORLAKE_LISTEN", default_value = "127.0.0.1:50061")]
-    listen: SocketAddr,
-    /// The address query nodes reach this operator at (default: the bound --listen address).
-    #[arg(long, default_value = "")]
-    advertise: String,
-    /// Where events are stored.
-    #[arg(long, env = "ARMORLAKE_DATA_DIR", default_value = "armorlake-data")]
-    data_dir: PathBuf,
-    /// KubeArmor endpoint to pull from (HOST:PORT); repeat for several.
-    #[arg(long = "kubearmor", value_name = "HOST:PORT", required = true)]
-    kubearmor: Vec<String>,
-    #[command(flatten)]
-    pull: PullArgs,
-    #[command(flatten)]
-    store: StoreArgs,
-}
-
-#[derive(Debug, clap::Args)]
-struct QueryArgs {
-    /// The master, e.g. http://127.0.0.1:50060.
-    #[arg(long, env = "ARMORLAKE_MASTER")]
-    master: String,
-    /// The node's name (default: query@ and the PostgreSQL listener).
-    #[arg(long)]
-    name: Option<String>,
-    #[command(flatten)]
-    front: FrontArgs,
-}
-
-#[derive(Debug, clap::Args)]
-struct SimArgs {
-    /// gRPC listener.
-    #[arg(long, default_value = "127.0.0.1:32767")]
-    listen: SocketAddr,
-    /// Events per second over all streams; 0 = as fast as the clients read.
-    #[arg(long, value_name = "EVENTS_PER_SEC", default_value_t = 300)]
-    rate: u64,
-    /// Seed of the deterministic event sequence.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Simulated KubeArmor nodes (hosts).
-    #[arg(long, default_value_t = 4)]
-    nodes: u32,
-    /// Stop after this many events in total (the streams stay open).
-    #[arg(long)]
-    count: Option<u64>,
-    /// Give events fixed times from TIME on (RFC 3339): event n happens at TIME + n/rate, or
-    /// at full speed at TIME + n ms, so every subscriber receives identical events.
-    #[arg(long, value_name = "TIME")]
-    start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.
@@ -380,24 +125,12 @@ fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
-impl StoreArgs {
-    fn options(self) -> StoreOptions {
-        let defaults = StoreOptions::default();
-        StoreOptions {
-            flush_interval: self.flush_interval,
-            flush_rows: self.flush_rows.unwrap_or(defaults.flush_rows),
-            flush_bytes: self.flush_bytes.unwrap_or(defaults.flush_bytes),
-            retention: self.retention,
-            ..defaults
-        }
-    }
-}
-
-async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
+async fn up(args: UpArgs, layer: &Layer<'_>, shutdown: CancellationToken) -> Result<(), String> {
+    let (args, file) = args.layered(layer)?;
     let config = UpConfig {
         pull: args.pull.options()?,
         data_dir: args.data_dir,
-        front: args.front.front_ends()?,
+        front: args.front.front_ends(&file.users)?,
         kubearmor: args.kubearmor,
         simulate: args.simulate,
         store: args.store.options(),
@@ -409,21 +142,36 @@ async fn up(args: UpArgs, shutdown: CancellationToken) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-async fn master(args: MasterArgs, shutdown: CancellationToken) -> Result<(), String> {
-    run_master(args.listen, args.data_dir, shutdown, |addr| {
+async fn master(
+    args: MasterArgs,
+    layer: &Layer<'_>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let args = args.layered(layer)?;
+    let config = MasterProcess {
+        listen: args.listen,
+        store: args.meta_store()?,
+        security: args.security.security()?,
+    };
+    run_master(config, shutdown, |addr| {
         println!("armorlake master is listening on {addr}");
     })
     .await
     .map_err(|e| e.to_string())
 }
 
-async fn operator(args: OperatorArgs, shutdown: CancellationToken) -> Result<(), String> {
+async fn operator(
+    args: OperatorArgs,
+    layer: &Layer<'_>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let args = args.layered(layer)?;
     let name = args.name.unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "operator".into());
         format!("{host}:{}", args.data_dir.display())
     });
     let config = OperatorProcess {
-        master: args.master,
+        master: args.master.unwrap_or_default(),
         name: name.clone(),
         cluster: args.cluster,
         listen: args.listen,
@@ -432,6 +180,7 @@ async fn operator(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
         kubearmor: args.kubearmor,
         pull: args.pull.options()?,
         store: args.store.options(),
+        security: args.security.security()?,
     };
     run_operator(config, shutdown, |addr| {
         println!("armorlake operator {name} is running, serving queries on {addr}");
@@ -440,13 +189,19 @@ async fn operator(args: OperatorArgs, shutdown: CancellationToken) -> Result<(),
     .map_err(|e| e.to_string())
 }
 
-async fn query(args: QueryArgs, shutdown: CancellationToken) -> Result<(), String> {
+async fn query(
+    args: QueryArgs,
+    layer: &Layer<'_>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let (args, file) = args.layered(layer)?;
     let config = QueryProcess {
-        master: args.master,
+        master: args.master.unwrap_or_default(),
         name: args
             .name
             .unwrap_or_else(|| format!("query@{}", args.front.pg_listen)),
-        front: args.front.front_ends()?,
+        front: args.front.front_ends(&file.users)?,
+        security: args.security.security()?,
     };
     run_query(config, shutdown, |addrs| {
         println!("{}", ready_line("armorlake query node", addrs));
@@ -455,7 +210,12 @@ async fn query(args: QueryArgs, shutdown: CancellationToken) -> Result<(), Strin
     .map_err(|e| e.to_string())
 }
 
-async fn simulate(args: SimArgs, shutdown: CancellationToken) -> Result<(), String> {
+async fn simulate(
+    args: SimArgs,
+    layer: &Layer<'_>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let args = args.layered(layer)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", args.listen))?;
@@ -536,7 +296,16 @@ async fn start_metrics(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // The subcommand's own matches tell which options came from flags.
+    let layer = match matches.subcommand() {
+        Some((_, sub)) => Layer::new(sub),
+        None => Layer::new(&matches),
+    };
     if cli.check_args {
         println!(
             "armorlake: the command line is valid ({})",
@@ -560,11 +329,11 @@ fn main() -> ExitCode {
         cancel_on_signal(shutdown.clone());
         start_metrics(cli.metrics_listen, role(&cli.command), &shutdown).await?;
         match cli.command {
-            Command::Up(args) => up(args, shutdown).await,
-            Command::Master(args) => master(args, shutdown).await,
-            Command::Operator(args) => operator(args, shutdown).await,
-            Command::Query(args) => query(args, shutdown).await,
-            Command::KubearmorSim(args) => simulate(args, shutdown).await,
+            Command::Up(args) => up(args, &layer, shutdown).await,
+            Command::Master(args) => master(args, &layer, shutdown).await,
+            Command::Operator(args) => operator(args, &layer, shutdown).await,
+            Command::Query(args) => query(args, &layer, shutdown).await,
+            Command::KubearmorSim(args) => simulate(args, &layer, shutdown).await,
             Command::Probe(args) => probe(args).await,
         }
     });
@@ -580,6 +349,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::parse_bytes;
 
     #[test]
     fn byte_counts_with_units() {

@@ -5,34 +5,17 @@ use std::path::PathBuf;
 
 use armorlake_query::pg::{DEFAULT_MAX_CONNECTIONS, PgOptions, Tls, Users};
 
-use crate::config::ConfigFile;
-
 /// PostgreSQL authentication, TLS and limits.
 #[derive(Debug, clap::Args)]
 pub struct PgArgs {
-    /// Configuration file (TOML) with the PostgreSQL users, `[[users]]` entries of `name`
-    /// and `scram_sha_256` (or `password`, for development). With no users every client
-    /// is trusted, which only a loopback listener allows.
-    #[arg(long, env = "ARMORLAKE_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// TLS certificate chain (PEM) for PostgreSQL clients.
-    #[arg(
-        long,
-        env = "ARMORLAKE_TLS_CERT",
-        value_name = "FILE",
-        requires = "tls_key"
-    )]
+    #[arg(long, env = "ARMORLAKE_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(
-        long,
-        env = "ARMORLAKE_TLS_KEY",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
+    #[arg(long, env = "ARMORLAKE_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Refuse PostgreSQL clients that do not use TLS.
-    #[arg(long, env = "ARMORLAKE_TLS_REQUIRED", requires = "tls_cert")]
+    #[arg(long, env = "ARMORLAKE_TLS_REQUIRED")]
     pub tls_required: bool,
     /// Most PostgreSQL sessions at once; more are refused with SQLSTATE 53300.
     #[arg(long, env = "ARMORLAKE_MAX_CONNECTIONS", value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
@@ -54,17 +37,18 @@ impl PgArgs {
         ))
     }
 
-    /// Loads the users and TLS files, and checks the result is safe to serve on `listen`.
-    pub fn options(&self, listen: SocketAddr) -> Result<PgOptions, String> {
-        let users = match &self.config {
-            Some(path) => ConfigFile::load(path)?.users()?,
-            None => Users::default(),
-        };
+    /// Loads the TLS files, and checks the result (with `users`) is safe to serve on
+    /// `listen`.
+    pub fn options(&self, listen: SocketAddr, users: Users) -> Result<PgOptions, String> {
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
                 Some(Tls::from_pem_files(cert, key).map_err(|e| e.to_string())?)
             }
-            _ => None,
+            (None, None) if self.tls_required => {
+                return Err("--tls-required needs --tls-cert and --tls-key".into());
+            }
+            (None, None) => None,
+            _ => return Err("give both --tls-cert and --tls-key".into()),
         };
         let options = PgOptions {
             users,

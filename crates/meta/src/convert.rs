@@ -222,7 +222,8 @@ pub(crate) fn to_status(error: Error) -> Status {
             status
         }
         Error::Unavailable(_) => Status::unavailable(message),
-        Error::Storage(_) => Status::internal(message),
+        Error::Unauthenticated(_) => Status::unauthenticated(message),
+        Error::Storage(_) | Error::Security(_) => Status::internal(message),
         Error::Invalid(_) => Status::invalid_argument(message),
     }
 }
@@ -238,6 +239,9 @@ pub(crate) fn from_status(status: Status) -> Error {
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_else(|| status.message().to_string());
             Error::UnknownNode(id)
+        }
+        Code::Unauthenticated | Code::PermissionDenied => {
+            Error::Unauthenticated(status.message().to_string())
         }
         Code::Internal => Error::Storage(status.message().to_string()),
         Code::InvalidArgument

@@ -17,8 +17,9 @@ use armorlake_proto::meta::meta_service_server::{self, MetaServiceServer};
 use async_trait::async_trait;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::security::{ClusterSecurity, TokenChannel};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{decode_all, from_status, to_status};
@@ -179,9 +180,11 @@ impl meta_service_server::MetaService for MetaServer {
 
 /// Serves `meta` on `listener` until `shutdown` resolves; pending `WaitVersion` calls then
 /// answer at once, so the graceful shutdown does not wait for them.
+/// `security` decides who may call it (mutual TLS, a cluster token, or everyone).
 pub async fn serve(
     meta: Arc<dyn MetaService>,
     listener: TcpListener,
+    security: ClusterSecurity,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (stop, stopped) = watch::channel(false);
@@ -190,11 +193,9 @@ pub async fn serve(
         stop.send_replace(true);
     };
     tonic::transport::Server::builder()
+        .layer(security.token_layer())
         .add_service(MetaServer::service(meta, Some(stopped)))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(security.incoming(listener), shutdown)
         .await
 }
 
@@ -202,34 +203,53 @@ pub async fn serve(
 /// own after the master restarts.
 #[derive(Debug, Clone)]
 pub struct GrpcMeta {
-    client: MetaServiceClient<Channel>,
+    client: MetaServiceClient<TokenChannel<Channel>>,
     url: String,
+    /// Whether this node speaks TLS to the master (else a closed connection may mean the
+    /// master wants it).
+    tls: bool,
 }
 
 impl GrpcMeta {
     /// Connects to the master at `url` (`http://host:port`, or `host:port`), failing with
     /// [`Error::Unavailable`] when it cannot be reached within 2 s.
-    pub async fn connect(url: &str) -> Result<GrpcMeta> {
-        let (endpoint, url) = endpoint(url)?;
+    pub async fn connect(url: &str, security: &ClusterSecurity) -> Result<GrpcMeta> {
+        let (endpoint, url) = endpoint(url, security)?;
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| Error::Unavailable(format!("{url}: {e}")))?;
-        Ok(GrpcMeta::with_channel(channel, url))
+            .map_err(|e| Error::Unavailable(format!("{url}: {}", error_chain(&e))))?;
+        Ok(GrpcMeta::with_channel(
+            security.channel(channel),
+            url,
+            security,
+        ))
     }
 
     /// A client of the master at `url` that connects on its first call, so a node can
     /// start while the master is away.
-    pub fn connect_lazy(url: &str) -> Result<GrpcMeta> {
-        let (endpoint, url) = endpoint(url)?;
-        Ok(GrpcMeta::with_channel(endpoint.connect_lazy(), url))
+    pub fn connect_lazy(url: &str, security: &ClusterSecurity) -> Result<GrpcMeta> {
+        let (endpoint, url) = endpoint(url, security)?;
+        Ok(GrpcMeta::with_channel(
+            security.channel(endpoint.connect_lazy()),
+            url,
+            security,
+        ))
     }
 
-    fn with_channel(channel: Channel, url: String) -> GrpcMeta {
+    fn with_channel(
+        channel: TokenChannel<Channel>,
+        url: String,
+        security: &ClusterSecurity,
+    ) -> GrpcMeta {
         let client = MetaServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        GrpcMeta { client, url }
+        GrpcMeta {
+            client,
+            url,
+            tls: security.uses_tls(),
+        }
     }
 
     /// The master's address, as given.
@@ -244,10 +264,32 @@ impl GrpcMeta {
     {
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(match from_status(status) {
-                Error::Unavailable(e) => Error::Unavailable(format!("{}: {e}", self.url)),
-                e => e,
-            }),
+            Ok(Err(status)) => {
+                // A transport failure (refused TLS handshake, reset, protocol error) hides
+                // its cause in the status' sources, whatever its code: the master was not
+                // reached.
+                let Some(cause) = std::error::Error::source(&status).map(error_chain) else {
+                    return Err(match from_status(status) {
+                        Error::Unavailable(e) => Error::Unavailable(format!("{}: {e}", self.url)),
+                        e => e,
+                    });
+                };
+                // Reached, then dropped by a master speaking another protocol (TLS).
+                let dropped = !cause.contains("tcp connect error");
+                let hint = match !self.tls && dropped {
+                    true => {
+                        " (if the master requires mutual TLS, give this node --cluster-ca, \
+                         --cluster-cert and --cluster-key)"
+                    }
+                    false => "",
+                };
+                Err(Error::Unavailable(format!(
+                    "{}: {:?}: {}: {cause}{hint}",
+                    self.url,
+                    status.code(),
+                    status.message()
+                )))
+            }
             Err(_) => Err(Error::Unavailable(format!(
                 "{}: no answer within {timeout:?}",
                 self.url
@@ -256,14 +298,27 @@ impl GrpcMeta {
     }
 }
 
-fn endpoint(url: &str) -> Result<(Endpoint, String)> {
-    let url = if url.contains("://") {
-        url.to_string()
-    } else {
-        format!("http://{url}")
-    };
-    let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| Error::Invalid(format!("master address {url:?}: {e}")))?
+/// `e` and its sources, joined by `: `.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn endpoint(url: &str, security: &ClusterSecurity) -> Result<(Endpoint, String)> {
+    let endpoint = security
+        .endpoint(url)
+        .map_err(|e| Error::Invalid(format!("master address: {e}")))?;
+    let url = endpoint.uri().to_string();
+    let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))

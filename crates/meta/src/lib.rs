@@ -9,9 +9,11 @@
 
 mod cache;
 mod convert;
+mod etcd_store;
 mod grpc;
 mod kv;
 mod redb_store;
+pub mod security;
 mod stored;
 
 use std::collections::BTreeMap;
@@ -24,9 +26,11 @@ use async_trait::async_trait;
 
 pub use cache::CachedMeta;
 pub use convert::{schema_from_ipc, schema_to_ipc};
+pub use etcd_store::EtcdStore;
 pub use grpc::{GrpcMeta, MAX_WAIT, MetaServer, serve};
 pub use kv::{Entry, KvStore, MemoryKv, WriteBatch, WriteOp};
 pub use redb_store::RedbStore;
+pub use security::{ClusterSecurity, ClusterTls};
 pub use stored::{META_FILE, MemoryMeta, StoredMeta};
 
 /// What a node does.
@@ -229,6 +233,12 @@ pub enum Error {
     /// The master could not be reached.
     #[error("master unreachable: {0}")]
     Unavailable(String),
+    /// The master refused this node: it lacks the cluster certificate or token.
+    #[error("refused by the master: {0}")]
+    Unauthenticated(String),
+    /// Node-to-node security is misconfigured (unreadable certificates, an empty token).
+    #[error("cluster security: {0}")]
+    Security(String),
     /// The master's store failed to read or write.
     #[error("metadata store failed: {0}")]
     Storage(String),

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use armorlake_common::Table;
 use armorlake_meta::{
-    Error, GrpcMeta, MemoryMeta, MetaServer, MetaService, NodeInfo, NodeReport, Partition, Role,
-    Source, StoredMeta, TableInfo, serve,
+    ClusterSecurity, Error, GrpcMeta, MemoryMeta, MetaServer, MetaService, NodeInfo, NodeReport,
+    Partition, Role, Source, StoredMeta, TableInfo, serve,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -59,9 +59,12 @@ async fn a_remote_master_looks_like_the_local_one() {
             }),
     );
 
-    let remote = bounded(GrpcMeta::connect(&addr.to_string()))
-        .await
-        .expect("connect");
+    let remote = bounded(GrpcMeta::connect(
+        &addr.to_string(),
+        &ClusterSecurity::none(),
+    ))
+    .await
+    .expect("connect");
     let op = NodeInfo::new("op1", Role::Operator, "127.0.0.1:50061", "0.1.0").with_cluster("east");
     bounded(remote.register(op.clone()))
         .await
@@ -91,7 +94,8 @@ async fn a_remote_master_looks_like_the_local_one() {
         let remote = remote.clone();
         tokio::spawn(async move { remote.wait_version(version, Duration::from_secs(30)).await })
     };
-    let other = GrpcMeta::connect_lazy(&format!("http://{addr}")).expect("client");
+    let other = GrpcMeta::connect_lazy(&format!("http://{addr}"), &ClusterSecurity::none())
+        .expect("client");
     bounded(other.heartbeat("op1", report("op1")))
         .await
         .expect("heartbeat");
@@ -129,12 +133,16 @@ async fn a_master_that_is_down_is_unavailable() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         listener.local_addr().expect("addr")
     };
-    let refused = bounded(GrpcMeta::connect(&addr.to_string())).await;
+    let refused = bounded(GrpcMeta::connect(
+        &addr.to_string(),
+        &ClusterSecurity::none(),
+    ))
+    .await;
     assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
-    let lazy = GrpcMeta::connect_lazy(&addr.to_string()).expect("client");
+    let lazy = GrpcMeta::connect_lazy(&addr.to_string(), &ClusterSecurity::none()).expect("client");
     let refused = bounded(lazy.nodes()).await;
     assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
-    let bad = GrpcMeta::connect_lazy("http://not a url");
+    let bad = GrpcMeta::connect_lazy("http://not a url", &ClusterSecurity::none());
     assert!(matches!(bad, Err(Error::Invalid(_))), "{bad:?}");
 }
 
@@ -146,18 +154,26 @@ async fn a_persistent_master_serves_across_a_restart() {
         async move {
             let meta = StoredMeta::open_dir(&dir).await.expect("open");
             let (stop, stopped) = oneshot::channel::<()>();
-            let server = tokio::spawn(serve(Arc::new(meta), listener, async {
-                let _ = stopped.await;
-            }));
+            let server = tokio::spawn(serve(
+                Arc::new(meta),
+                listener,
+                ClusterSecurity::none(),
+                async {
+                    let _ = stopped.await;
+                },
+            ));
             (stop, server)
         }
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, server) = start(listener).await;
-    let remote = bounded(GrpcMeta::connect(&addr.to_string()))
-        .await
-        .expect("connect");
+    let remote = bounded(GrpcMeta::connect(
+        &addr.to_string(),
+        &ClusterSecurity::none(),
+    ))
+    .await
+    .expect("connect");
     bounded(remote.register(NodeInfo::new("op1", Role::Operator, "a:1", "0")))
         .await
         .expect("register");

@@ -13,11 +13,14 @@ pub mod roles;
 pub mod up;
 
 pub use armorlake_ingest::KubeArmorTls;
+pub use armorlake_meta::{ClusterSecurity, ClusterTls};
 pub use armorlake_query::auth::{Credentials, PasswordUsers};
 pub use armorlake_query::flight::FlightOptions;
 pub use front::{FrontEnds, Listening};
 pub use operator::{Operator, OperatorConfig, PullOptions};
-pub use roles::{OperatorProcess, QueryProcess, run_master, run_operator, run_query};
+pub use roles::{
+    MasterProcess, MetaStore, OperatorProcess, QueryProcess, run_master, run_operator, run_query,
+};
 pub use up::{UpConfig, run_up};
 
 /// The armorlake version every node reports.

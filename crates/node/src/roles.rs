@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use armorlake_meta::{CachedMeta, GrpcMeta, MetaService, NodeInfo, Role, StoredMeta};
-use armorlake_query::{Liveness, QueryEngine};
+use armorlake_meta::{
+    CachedMeta, ClusterSecurity, EtcdStore, GrpcMeta, MetaService, NodeInfo, Role, StoredMeta,
+};
+use armorlake_query::{Liveness, QueryEngine, WorkerChannels};
 use armorlake_storage::StoreOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 use crate::front::{FrontEnds, Listening};
 use crate::operator::{Operator, OperatorConfig, PullOptions};
@@ -21,15 +22,49 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
 
-/// Serves the shared metadata, persisted under `data_dir`, until `shutdown`.
+/// What `armorlake master` runs.
+#[derive(Debug, Clone)]
+pub struct MasterProcess {
+    /// Where the metadata service listens (gRPC).
+    pub listen: SocketAddr,
+    /// Where the metadata is kept.
+    pub store: MetaStore,
+    /// Who may call it.
+    pub security: ClusterSecurity,
+}
+
+/// Where the master keeps the metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaStore {
+    /// An embedded redb file, `meta.redb` in this directory.
+    Dir(PathBuf),
+    /// An etcd cluster: its endpoints (`host:port`) and the key prefix of this armorlake.
+    Etcd {
+        /// etcd's client endpoints.
+        endpoints: Vec<String>,
+        /// Every key starts with this.
+        prefix: String,
+    },
+}
+
+/// Serves the shared metadata until `shutdown`.
 pub async fn run_master(
-    listen: SocketAddr,
-    data_dir: PathBuf,
+    config: MasterProcess,
     shutdown: CancellationToken,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
-    std::fs::create_dir_all(&data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
-    let meta: Arc<dyn MetaService> = Arc::new(StoredMeta::open_dir(&data_dir).await?);
+    let listen = config.listen;
+    let meta: Arc<dyn MetaService> = match &config.store {
+        MetaStore::Dir(data_dir) => {
+            std::fs::create_dir_all(data_dir)
+                .map_err(io(format!("creating {}", data_dir.display())))?;
+            Arc::new(StoredMeta::open_dir(data_dir).await?)
+        }
+        MetaStore::Etcd { endpoints, prefix } => {
+            let kv = EtcdStore::connect(endpoints, prefix).await?;
+            Arc::new(StoredMeta::open(kv).await?)
+        }
+    };
     let listener = TcpListener::bind(listen)
         .await
         .map_err(io(format!("binding the master listener {listen}")))?;
@@ -37,7 +72,7 @@ pub async fn run_master(
         .local_addr()
         .map_err(io("reading the master's address".into()))?;
     ready(addr);
-    armorlake_meta::serve(meta, listener, shutdown.cancelled_owned())
+    armorlake_meta::serve(meta, listener, config.security, shutdown.cancelled_owned())
         .await
         .map_err(|e| Error::Io {
             context: "serving the master".into(),
@@ -66,6 +101,8 @@ pub struct OperatorProcess {
     pub pull: PullOptions,
     /// Storage behaviour.
     pub store: StoreOptions,
+    /// How it authenticates to the master and the query nodes to it.
+    pub security: ClusterSecurity,
 }
 
 /// Runs an operator reporting to a remote master until `shutdown`; `ready` is called with
@@ -75,7 +112,8 @@ pub async fn run_operator(
     shutdown: CancellationToken,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
-    let meta: Arc<dyn MetaService> = Arc::new(GrpcMeta::connect_lazy(&config.master)?);
+    let meta: Arc<dyn MetaService> =
+        Arc::new(GrpcMeta::connect_lazy(&config.master, &config.security)?);
     let listener = TcpListener::bind(config.listen).await.map_err(io(format!(
         "binding the operator listener {}",
         config.listen
@@ -102,13 +140,19 @@ pub async fn run_operator(
         shutdown.clone(),
     )
     .await?;
-    let worker = armorlake_query::worker(operator.local());
-    // Small gRPC writes must not wait for the query node's delayed ACK (Nagle): without
-    // TCP_NODELAY every fragment's answer stalls ~40 ms.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let worker = armorlake_query::worker(
+        operator.local(),
+        WorkerChannels::new(config.security.clone()),
+    );
+    // The incoming connections are TCP_NODELAY: small gRPC writes must not wait for the
+    // query node's delayed ACK (Nagle), or every fragment's answer stalls ~40 ms.
     let served = tonic::transport::Server::builder()
+        .layer(config.security.token_layer())
         .add_service(worker.into_worker_server())
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            config.security.incoming(listener),
+            shutdown.clone().cancelled_owned(),
+        );
     ready(addr);
     let served = served.await;
     operator.join().await;
@@ -127,6 +171,8 @@ pub struct QueryProcess {
     pub name: String,
     /// The PostgreSQL and Flight SQL front ends.
     pub front: FrontEnds,
+    /// How it authenticates to the master and the operators.
+    pub security: ClusterSecurity,
 }
 
 /// How often a query node probes the operators.
@@ -140,7 +186,8 @@ pub async fn run_query(
     shutdown: CancellationToken,
     ready: impl FnOnce(Listening),
 ) -> Result<()> {
-    let master: Arc<dyn MetaService> = Arc::new(GrpcMeta::connect_lazy(&config.master)?);
+    let master: Arc<dyn MetaService> =
+        Arc::new(GrpcMeta::connect_lazy(&config.master, &config.security)?);
     let meta = CachedMeta::new(master.clone());
     if let Err(e) = meta.refresh().await {
         tracing::warn!(error = %e, "master unreachable at start; the catalog fills once it answers");
@@ -152,8 +199,9 @@ pub async fn run_query(
             .clone()
             .run_prober(meta.clone(), PROBE_INTERVAL, shutdown.clone()),
     );
-    let engine =
-        QueryEngine::new(meta, liveness, None)?.with_memory_limit(config.front.query_memory_limit);
+    let channels = WorkerChannels::new(config.security.clone());
+    let engine = QueryEngine::new(meta, liveness, None, channels)?
+        .with_memory_limit(config.front.query_memory_limit);
     let front = config.front.bind().await?;
     let addrs = front.addrs;
     let node = NodeInfo::new(config.name, Role::Query, addrs.pg.to_string(), VERSION);

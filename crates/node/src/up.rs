@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use armorlake_meta::{MemoryMeta, MetaService, NodeInfo, Role};
-use armorlake_query::{Liveness, QueryEngine};
+use armorlake_meta::{ClusterSecurity, MemoryMeta, MetaService, NodeInfo, Role};
+use armorlake_query::{Liveness, QueryEngine, WorkerChannels};
 use armorlake_sim::{SimConfig, Simulator};
 use armorlake_storage::StoreOptions;
 use tokio::net::TcpListener;
@@ -86,7 +86,9 @@ pub async fn run_up(
     // The query engine plans as on a query node; the scans of this process's operator run
     // here, without a network hop.
     let meta_for_query = meta.clone();
-    let engine = QueryEngine::new(meta, Liveness::new(), Some(operator.local()))?
+    // Every role runs in this process: no node-to-node link to secure.
+    let channels = WorkerChannels::new(ClusterSecurity::none());
+    let engine = QueryEngine::new(meta, Liveness::new(), Some(operator.local()), channels)?
         .with_memory_limit(config.front.query_memory_limit);
     let front = config.front.bind().await?;
     let addrs = front.addrs;

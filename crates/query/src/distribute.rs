@@ -236,11 +236,12 @@ const MAX_TASKS_PER_STAGE: usize = 4096;
 
 /// A coordinating session: DataFusion's planner followed by datafusion-distributed's, with
 /// armorlake's scan handlers, over the operators `liveness` reaches. `local` is the operator
-/// of this process, if any (`up`).
+/// of this process, if any (`up`); `channels` reach the workers.
 pub fn coordinator_state(
     config: SessionConfig,
     liveness: Arc<Liveness>,
     local: Option<LocalOperator>,
+    channels: crate::WorkerChannels,
 ) -> Result<SessionState> {
     let mut config = config;
     if let Some(local) = local {
@@ -250,6 +251,7 @@ pub fn coordinator_state(
         .with_config(config)
         .with_default_features()
         .with_distributed_worker_resolver(LiveWorkers(liveness))
+        .with_distributed_channel_resolver(channels)
         .with_distributed_planner()
         .with_distributed_user_codec(ArmorlakeCodec)
         .with_distributed_desired_task_count_handler(desired_task_count)
@@ -262,13 +264,17 @@ pub fn coordinator_state(
 }
 
 /// The worker an operator serves: it runs the stages query nodes send, reading `local`'s
-/// rows for their scans.
-pub fn worker(local: LocalOperator) -> Worker {
+/// rows for their scans; `channels` reach other workers when a stage reads from them.
+pub fn worker(local: LocalOperator, channels: crate::WorkerChannels) -> Worker {
     let local = Arc::new(local);
     Worker::from_session_builder(move |ctx: WorkerQueryContext| {
         let local = local.clone();
+        let channels = channels.clone();
         async move {
-            let mut builder = ctx.builder.with_distributed_user_codec(ArmorlakeCodec);
+            let mut builder = ctx
+                .builder
+                .with_distributed_user_codec(ArmorlakeCodec)
+                .with_distributed_channel_resolver(channels);
             let config = builder.config().get_or_insert_default();
             config.set_extension(local);
             let mut state = builder.build();

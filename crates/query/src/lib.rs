@@ -8,6 +8,7 @@
 //! serves.
 
 pub mod auth;
+pub mod channels;
 pub mod cluster;
 pub mod codec;
 pub mod distribute;
@@ -35,6 +36,7 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContex
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use runtime::QueryRuntime;
 
+pub use channels::WorkerChannels;
 pub use cluster::{ArmorlakeOptions, ClusterTable};
 pub use distribute::{Liveness, worker};
 pub use scan::{LocalOperator, OperatorHandle, OperatorScanExec};
@@ -72,18 +74,20 @@ impl std::fmt::Debug for QueryEngine {
 impl QueryEngine {
     /// A session over the cluster `meta` describes, reaching the operators that `liveness`
     /// finds alive. `local` is the operator of this process, if any (`up`): its scans run
-    /// here, without a network hop.
+    /// here, without a network hop. `channels` reach the other operators' workers.
     pub fn new(
         meta: Arc<dyn MetaService>,
         liveness: Arc<Liveness>,
         local: Option<LocalOperator>,
+        channels: WorkerChannels,
     ) -> Result<Self> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(DATABASE, EVENT_SCHEMA)
             .with_create_default_catalog_and_schema(true)
             .with_option_extension(ArmorlakeOptions::default());
-        let state = distribute::coordinator_state(config, liveness.clone(), local.clone())?;
+        let state =
+            distribute::coordinator_state(config, liveness.clone(), local.clone(), channels)?;
         let ctx = SessionContext::new_with_state(state);
         let catalog = ctx.catalog(DATABASE).ok_or_else(|| {
             datafusion::error::DataFusionError::Internal("no default catalog".into())
