@@ -2,6 +2,7 @@
 
 mod config;
 mod pg_args;
+mod tail;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ enum Command {
     /// Serve a KubeArmor-compatible gRPC feed (feeder.LogService) of simulated events.
     #[command(name = "kubearmor-sim")]
     KubearmorSim(SimArgs),
+    /// Print the rows of a query (over a query node) as new ones arrive, until Ctrl-C.
+    Tail(tail::TailArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -402,6 +405,7 @@ fn main() -> ExitCode {
             Command::Operator(args) => operator(args, shutdown).await,
             Command::Query(args) => query(args, shutdown).await,
             Command::KubearmorSim(args) => simulate(args, shutdown).await,
+            Command::Tail(args) => tail::tail(args, shutdown).await,
         }
     });
     match result {

@@ -9,6 +9,8 @@
 pub mod front;
 pub mod operator;
 pub mod roles;
+pub mod rules;
+pub mod webhook;
 pub mod up;
 
 pub use armorlake_ingest::KubeArmorTls;

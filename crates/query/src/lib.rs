@@ -7,6 +7,7 @@
 //! ([`distribute::worker`]), each reading its own rows; the query node plans, merges and
 //! serves.
 
+pub mod alerting;
 pub mod auth;
 pub mod cluster;
 pub mod codec;
@@ -53,6 +54,7 @@ pub enum Error {
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: Arc<SessionContext>,
+    alerts: Arc<alerting::Alerts>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -87,11 +89,19 @@ impl QueryEngine {
             events.register_table(table.name().to_string(), Arc::new(provider))?;
         }
         catalog.register_schema(EVENT_SCHEMA, Arc::new(events))?;
-        catalog.register_schema(SYSTEM_SCHEMA, Arc::new(system::schema(meta)))?;
+        catalog.register_schema(SYSTEM_SCHEMA, Arc::new(system::schema(meta.clone())))?;
 
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| *e)?;
         pg_functions::register(&ctx);
-        Ok(QueryEngine { ctx: Arc::new(ctx) })
+        Ok(QueryEngine {
+            ctx: Arc::new(ctx),
+            alerts: alerting::Alerts::new(meta),
+        })
+    }
+
+    /// Alert rules and LISTEN/NOTIFY delivery.
+    pub fn alerts(&self) -> &Arc<alerting::Alerts> {
+        &self.alerts
     }
 
     /// The DataFusion session every client shares.

@@ -288,16 +288,22 @@ pub(crate) struct Session {
     inner: Arc<DfSessionService>,
     parser: Arc<Positioned>,
     runtime: Handle,
+    alerts: Arc<crate::alerting::Alerts>,
 }
 
 impl Session {
     /// Runs `inner`'s statements with their work on `runtime`.
-    pub(crate) fn new(inner: Arc<DfSessionService>, runtime: Handle) -> Self {
+    pub(crate) fn new(
+        inner: Arc<DfSessionService>,
+        runtime: Handle,
+        alerts: Arc<crate::alerting::Alerts>,
+    ) -> Self {
         let parser = Arc::new(Positioned(inner.query_parser()));
         Session {
             inner,
             parser,
             runtime,
+            alerts,
         }
     }
 }
@@ -311,6 +317,11 @@ impl SimpleQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // Alerting statements (CREATE/DROP ALERT RULE, LISTEN, UNLISTEN) come first: they
+        // are not SQL DataFusion knows, and not writes to refuse (see `alerts.rs`).
+        if let Some(answer) = super::alerts::answer(&self.alerts, client, query).await {
+            return answer;
+        }
         let limits = Limits::start(client, &self.runtime);
         let (responses, notices) = crate::notices::collect(
             limits.run(SimpleQueryHandler::do_query(&*self.inner, client, query)),
