@@ -222,9 +222,18 @@ pub fn stored_rows(store: &armorlake_storage::Store) -> (u64, u64) {
 /// comparisons, `LIKE`, `IN`) that seldom match the simulated events.
 pub fn bench_rules(n: usize) -> Vec<String> {
     let templates = [
-        ("alerts", "action = 'Block' AND namespace_name = 'bench-{i}'"),
-        ("logs", "result <> 'Passed' AND resource LIKE '/etc/shadow-{i}%'"),
-        ("alerts", "process_name IN ('/bin/nc-{i}', '/usr/bin/ncat-{i}')"),
+        (
+            "alerts",
+            "action = 'Block' AND namespace_name = 'bench-{i}'",
+        ),
+        (
+            "logs",
+            "result <> 'Passed' AND resource LIKE '/etc/shadow-{i}%'",
+        ),
+        (
+            "alerts",
+            "process_name IN ('/bin/nc-{i}', '/usr/bin/ncat-{i}')",
+        ),
         ("logs", "operation = 'Network' AND pod_name = 'exfil-{i}'"),
         ("messages", "level = 'Error' AND message LIKE '%bench-{i}%'"),
     ];

@@ -440,7 +440,8 @@ impl MetaService for GrpcMeta {
         let request = pb::DropRuleRequest {
             name: name.to_string(),
         };
-        self.call(REQUEST_TIMEOUT, client.drop_rule(request)).await?;
+        self.call(REQUEST_TIMEOUT, client.drop_rule(request))
+            .await?;
         Ok(())
     }
 

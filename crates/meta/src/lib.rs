@@ -307,8 +307,12 @@ pub trait MetaService: Send + Sync + fmt::Debug {
     async fn wait_firings(&self, after: u64, timeout: Duration) -> Result<Firings>;
     /// Counts one webhook delivery of `rule`'s: `delivered` or given up (a dead letter),
     /// after `failed_attempts` failed attempts.
-    async fn record_delivery(&self, rule: &str, delivered: bool, failed_attempts: u64)
-    -> Result<()>;
+    async fn record_delivery(
+        &self,
+        rule: &str,
+        delivered: bool,
+        failed_attempts: u64,
+    ) -> Result<()>;
 
     /// The operator clusters, from [`MetaService::nodes`].
     async fn clusters(&self) -> Result<Vec<Cluster>> {

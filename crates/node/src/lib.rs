@@ -10,8 +10,8 @@ pub mod front;
 pub mod operator;
 pub mod roles;
 pub mod rules;
-pub mod webhook;
 pub mod up;
+pub mod webhook;
 
 pub use armorlake_ingest::KubeArmorTls;
 pub use armorlake_query::auth::{Credentials, PasswordUsers};

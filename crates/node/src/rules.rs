@@ -102,7 +102,10 @@ impl RuleRunner {
             if self.out.try_send(report).is_err() {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
-                    tracing::warn!(dropped, "alert firings dropped: the master is not taking them");
+                    tracing::warn!(
+                        dropped,
+                        "alert firings dropped: the master is not taking them"
+                    );
                 }
             }
         }

@@ -61,7 +61,15 @@ pub async fn run(meta: Arc<dyn MetaService>, shutdown: CancellationToken) {
             after = Some(firings.last);
             continue;
         };
-        after = Some(firings.firings.iter().map(|f| f.seq).max().unwrap_or(seen).max(seen));
+        after = Some(
+            firings
+                .firings
+                .iter()
+                .map(|f| f.seq)
+                .max()
+                .unwrap_or(seen)
+                .max(seen),
+        );
         for firing in firings.firings {
             let Some(url) = firing.webhook.clone() else {
                 continue;

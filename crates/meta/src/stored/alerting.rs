@@ -181,7 +181,10 @@ impl<S: KvStore> StoredMeta<S> {
         }
         for name in &fired_rules {
             if let Some(rule) = rules.get(name) {
-                batch.put(key(RULE, name), pb::Rule::from(rule.clone()).encode_to_vec());
+                batch.put(
+                    key(RULE, name),
+                    pb::Rule::from(rule.clone()).encode_to_vec(),
+                );
             }
         }
         let (kept, first) = {
@@ -219,7 +222,11 @@ impl<S: KvStore> StoredMeta<S> {
         Ok(())
     }
 
-    pub(super) async fn wait_firings_stored(&self, after: u64, timeout: Duration) -> Result<Firings> {
+    pub(super) async fn wait_firings_stored(
+        &self,
+        after: u64,
+        timeout: Duration,
+    ) -> Result<Firings> {
         let mut changes = self.firing_seq.subscribe();
         let _ = tokio::time::timeout(timeout, changes.wait_for(|v| *v > after)).await;
         let state = self.read();
@@ -252,7 +259,10 @@ impl<S: KvStore> StoredMeta<S> {
             rule.stats.dead_letters += 1;
         }
         let mut batch = WriteBatch::new();
-        batch.put(key(RULE, name), pb::Rule::from(rule.clone()).encode_to_vec());
+        batch.put(
+            key(RULE, name),
+            pb::Rule::from(rule.clone()).encode_to_vec(),
+        );
         self.store.write(batch).await?;
         if let Some(stored) = self.write().alerting.rules.get_mut(name) {
             stored.stats.deliveries = rule.stats.deliveries;
@@ -327,18 +337,18 @@ mod tests {
         meta.report_firings(vec![part("op1", 0, 3), part("op2", 0, 2)])
             .await
             .unwrap();
-        assert_eq!(
-            meta.wait_firings(0, Duration::ZERO).await.unwrap().last,
-            0
-        );
-        meta.report_firings(vec![part("op3", 0, 4), part("op1", 0, 9), part("op1", 10, 1)])
-            .await
-            .unwrap();
+        assert_eq!(meta.wait_firings(0, Duration::ZERO).await.unwrap().last, 0);
+        meta.report_firings(vec![
+            part("op3", 0, 4),
+            part("op1", 0, 9),
+            part("op1", 10, 1),
+        ])
+        .await
+        .unwrap();
         let firings = meta.wait_firings(0, Duration::ZERO).await.unwrap();
         assert_eq!(firings.firings.len(), 1);
         assert_eq!(firings.firings[0].operator, "op1,op2,op3");
-        let payload: serde_json::Value =
-            serde_json::from_str(&firings.firings[0].payload).unwrap();
+        let payload: serde_json::Value = serde_json::from_str(&firings.firings[0].payload).unwrap();
         assert_eq!(payload["count"], 9);
         assert_eq!(meta.rules().await.unwrap()[0].stats.firings, 1);
     }
@@ -358,7 +368,9 @@ mod tests {
                 rule: "p".into(),
                 ..part("op1", 7, 0)
             };
-            meta.report_firings(vec![report.clone(), report]).await.unwrap();
+            meta.report_firings(vec![report.clone(), report])
+                .await
+                .unwrap();
             let woke = waiter.await.unwrap().unwrap();
             assert!(!woke.firings.is_empty());
             meta.record_delivery("p", true, 2).await.unwrap();
@@ -371,7 +383,12 @@ mod tests {
         assert_eq!(firings.firings[0].seq, 2);
         let stats = &meta.rules().await.unwrap()[0].stats;
         assert_eq!(
-            (stats.firings, stats.deliveries, stats.failures, stats.dead_letters),
+            (
+                stats.firings,
+                stats.deliveries,
+                stats.failures,
+                stats.dead_letters
+            ),
             (2, 1, 7, 1)
         );
     }
