@@ -84,7 +84,7 @@ fn run(args: &Args) -> Result<(), String> {
     // The same run again with alert rules (issue 8: at most 10 % slower with 20 rules).
     let with_rules = match args.rules {
         0 => None,
-        n => Some(runtime.block_on(armorlake(
+        n => Some(runtime.block_on(armorlake_benches::ingest::run::armorlake(
             args,
             &temp.path().join("armorlake-rules"),
             &bench_rules(n),
