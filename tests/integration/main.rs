@@ -9,6 +9,7 @@
 mod support;
 mod wire;
 
+mod alerting;
 mod cluster;
 mod config;
 mod deploy;

@@ -252,7 +252,7 @@ fn ctrl_c_in_psql_cancels_the_running_query() {
 }
 
 /// The venv's Python, made by `.ci/deps.sh` (`make deps`); `ARMORLAKE_PYTHON` overrides.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let path = std::env::var_os("ARMORLAKE_PYTHON").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
         PathBuf::from,

@@ -29,7 +29,7 @@ use armorlake_benches::ingest::pg::postgres;
 use armorlake_benches::ingest::report::{
     print_armorlake, print_postgres, print_stages, print_summary,
 };
-use armorlake_benches::ingest::run::{armorlake, stage_convert, stage_decode};
+use armorlake_benches::ingest::run::{armorlake, bench_rules, stage_convert, stage_decode};
 
 fn main() {
     let args = Args::parse();
@@ -80,7 +80,16 @@ fn run(args: &Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the tokio runtime: {e}"))?;
-    let armorlake = runtime.block_on(armorlake(args, &temp.path().join("armorlake")))?;
+    let armorlake = runtime.block_on(armorlake(args, &temp.path().join("armorlake"), &[]))?;
+    // The same run again with alert rules (issue 8: at most 10 % slower with 20 rules).
+    let with_rules = match args.rules {
+        0 => None,
+        n => Some(runtime.block_on(armorlake_benches::ingest::run::armorlake(
+            args,
+            &temp.path().join("armorlake-rules"),
+            &bench_rules(n),
+        ))?),
+    };
     // After the measurement, so they leave its peak RSS alone.
     let mut stages = Vec::new();
     if args.stages {
@@ -90,6 +99,19 @@ fn run(args: &Args) -> Result<(), String> {
     // Ends the simulator's and operator's leftovers before PostgreSQL runs.
     runtime.shutdown_timeout(Duration::from_secs(5));
     print_armorlake(&armorlake);
+    if let Some(ruled) = &with_rules {
+        let rate = |a: &armorlake_benches::ingest::Armorlake| {
+            a.events as f64 / a.acknowledged.as_secs_f64().max(1e-9)
+        };
+        let (plain, ruled_rate) = (rate(&armorlake), rate(ruled));
+        println!(
+            "\nalert rules: {} events/s acknowledged without rules, {} events/s with {}              predicate rules: {:+.1} % (goal: no more than 10 % slower)",
+            thousands(plain as u64),
+            thousands(ruled_rate as u64),
+            args.rules,
+            (ruled_rate / plain - 1.0) * 100.0
+        );
+    }
     if args.stages {
         print_stages(&stages, &armorlake);
     }

@@ -65,6 +65,11 @@ pub struct Args {
     /// (StoreOptions::flush_bytes; default: the store's).
     #[arg(long, value_name = "BYTES")]
     pub flush_bytes: Option<usize>,
+    /// Alert rules for the second armorlake run (0: one run, without rules): predicate
+    /// rules on every table, none of which matches often, so the figures compare the cost
+    /// of evaluating them.
+    #[arg(long, default_value_t = 20)]
+    pub rules: usize,
     /// Where the temporary data directories go (default: the system's temp dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,

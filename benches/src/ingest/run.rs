@@ -218,9 +218,42 @@ pub fn stored_rows(store: &armorlake_storage::Store) -> (u64, u64) {
     (stored, in_memory)
 }
 
+/// `n` predicate alert rules spread over the three tables: realistic predicates (string
+/// comparisons, `LIKE`, `IN`) that seldom match the simulated events.
+pub fn bench_rules(n: usize) -> Vec<String> {
+    let templates = [
+        (
+            "alerts",
+            "action = 'Block' AND namespace_name = 'bench-{i}'",
+        ),
+        (
+            "logs",
+            "result <> 'Passed' AND resource LIKE '/etc/shadow-{i}%'",
+        ),
+        (
+            "alerts",
+            "process_name IN ('/bin/nc-{i}', '/usr/bin/ncat-{i}')",
+        ),
+        ("logs", "operation = 'Network' AND pod_name = 'exfil-{i}'"),
+        ("messages", "level = 'Error' AND message LIKE '%bench-{i}%'"),
+    ];
+    (0..n)
+        .map(|i| {
+            let (table, predicate) = templates[i % templates.len()];
+            let predicate = predicate.replace("{i}", &i.to_string());
+            format!("CREATE ALERT RULE bench_{i} ON {table} WHERE {predicate}")
+        })
+        .collect()
+}
+
 /// Runs the simulator and one operator until the store holds every event, then shuts the
-/// operator down (final flush included).
-pub async fn armorlake(args: &Args, data_dir: &Path) -> Result<Armorlake, String> {
+/// operator down (final flush included). `rules` (CREATE ALERT RULE statements) are stored
+/// in the metadata first, so the operator evaluates them on every batch from the start.
+pub async fn armorlake(
+    args: &Args,
+    data_dir: &Path,
+    rules: &[String],
+) -> Result<Armorlake, String> {
     let n = args.events;
     let sim = Sim::start(args).await?;
     let addr = sim.addr;
@@ -244,6 +277,16 @@ pub async fn armorlake(args: &Args, data_dir: &Path) -> Result<Armorlake, String
         data_dir.display()
     );
     let meta: Arc<dyn MetaService> = Arc::new(MemoryMeta::new());
+    for (i, sql) in rules.iter().enumerate() {
+        meta.create_rule(armorlake_meta::Rule {
+            name: format!("bench_{i}"),
+            sql: sql.clone(),
+            created_micros: armorlake_meta::now_micros(),
+            stats: armorlake_meta::RuleStats::default(),
+        })
+        .await
+        .map_err(|e| format!("creating alert rule {i}: {e}"))?;
+    }
     let shutdown = CancellationToken::new();
     let cpu = CpuClock::new();
     let rss_before = process::rss();

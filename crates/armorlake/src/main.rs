@@ -5,6 +5,7 @@ mod cluster_args;
 mod config;
 mod layer;
 mod pg_args;
+mod tail;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -79,6 +80,8 @@ enum Command {
     /// Exit 0 when a TCP connection to ADDR succeeds within the timeout, 1 otherwise (a
     /// container health check).
     Probe(ProbeArgs),
+    /// Print the rows of a query (over a query node) as new ones arrive, until Ctrl-C.
+    Tail(tail::TailArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -276,6 +279,7 @@ fn role(command: &Command) -> &'static str {
         Command::Query(_) => "query",
         Command::KubearmorSim(_) => "kubearmor-sim",
         Command::Probe(_) => "probe",
+        Command::Tail(_) => "tail",
     }
 }
 
@@ -335,6 +339,7 @@ fn main() -> ExitCode {
             Command::Query(args) => query(args, &layer, shutdown).await,
             Command::KubearmorSim(args) => simulate(args, &layer, shutdown).await,
             Command::Probe(args) => probe(args).await,
+            Command::Tail(args) => tail::tail(args, shutdown).await,
         }
     });
     match result {

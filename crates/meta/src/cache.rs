@@ -8,7 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::{Error, MetaService, NodeInfo, NodeReport, Partition, Result, Source, TableInfo};
+use crate::{
+    Error, FiringReport, Firings, MetaService, NodeInfo, NodeReport, Partition, Result, Rule,
+    Source, TableInfo,
+};
 
 /// How long one long poll of the master lasts.
 const POLL: Duration = Duration::from_secs(10);
@@ -162,6 +165,41 @@ impl MetaService for CachedMeta {
 
     async fn wait_version(&self, after: u64, timeout: Duration) -> Result<u64> {
         Ok(crate::wait_for_change(&self.version, after, timeout).await)
+    }
+
+    // Rules and firings are not cached: their counters change without a version change,
+    // and they are only read by `armorlake.rules`, `armorlake.rule_firings` and the
+    // query node's firing feed.
+
+    async fn create_rule(&self, rule: Rule) -> Result<()> {
+        self.inner.create_rule(rule).await
+    }
+
+    async fn drop_rule(&self, name: &str) -> Result<()> {
+        self.inner.drop_rule(name).await
+    }
+
+    async fn rules(&self) -> Result<Vec<Rule>> {
+        self.inner.rules().await
+    }
+
+    async fn report_firings(&self, reports: Vec<FiringReport>) -> Result<()> {
+        self.inner.report_firings(reports).await
+    }
+
+    async fn wait_firings(&self, after: u64, timeout: Duration) -> Result<Firings> {
+        self.inner.wait_firings(after, timeout).await
+    }
+
+    async fn record_delivery(
+        &self,
+        rule: &str,
+        delivered: bool,
+        failed_attempts: u64,
+    ) -> Result<()> {
+        self.inner
+            .record_delivery(rule, delivered, failed_attempts)
+            .await
     }
 }
 

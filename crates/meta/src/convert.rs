@@ -16,6 +16,8 @@ use crate::{Error, NodeInfo, NodeReport, Partition, Result, Role, Source, TableI
 
 /// Metadata key carrying the id of the unknown node of a `NOT_FOUND` status.
 const NODE_KEY: &str = "armorlake-node-bin";
+/// The binary metadata key naming the rule of an `UnknownRule` or `RuleExists` status.
+const RULE_KEY: &str = "armorlake-rule-bin";
 
 /// Encodes `schema` as an encapsulated Arrow IPC Schema message (continuation marker,
 /// length, flatbuffer), the form Arrow Flight's `SchemaResult` carries.
@@ -221,6 +223,20 @@ pub(crate) fn to_status(error: Error) -> Status {
                 .insert_bin(NODE_KEY, MetadataValue::from_bytes(id.as_bytes()));
             status
         }
+        Error::UnknownRule(name) => {
+            let mut status = Status::not_found(message);
+            status
+                .metadata_mut()
+                .insert_bin(RULE_KEY, MetadataValue::from_bytes(name.as_bytes()));
+            status
+        }
+        Error::RuleExists(name) => {
+            let mut status = Status::already_exists(message);
+            status
+                .metadata_mut()
+                .insert_bin(RULE_KEY, MetadataValue::from_bytes(name.as_bytes()));
+            status
+        }
         Error::Unavailable(_) => Status::unavailable(message),
         Error::Unauthenticated(_) => Status::unauthenticated(message),
         Error::Storage(_) | Error::Security(_) => Status::internal(message),
@@ -230,6 +246,16 @@ pub(crate) fn to_status(error: Error) -> Status {
 
 /// The error a client reports for `status`.
 pub(crate) fn from_status(status: Status) -> Error {
+    let rule = status
+        .metadata()
+        .get_bin(RULE_KEY)
+        .and_then(|v| v.to_bytes().ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    match (status.code(), rule) {
+        (Code::NotFound, Some(rule)) => return Error::UnknownRule(rule),
+        (Code::AlreadyExists, Some(rule)) => return Error::RuleExists(rule),
+        _ => {}
+    }
     match status.code() {
         Code::NotFound => {
             let id = status

@@ -24,7 +24,8 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{decode_all, from_status, to_status};
 use crate::{
-    Error, MetaService, NodeInfo, NodeReport, Partition, Result, Source, TableInfo, deadline_after,
+    Error, FiringReport, Firings, MetaService, NodeInfo, NodeReport, Partition, Result, Rule,
+    Source, TableInfo, deadline_after,
 };
 
 /// The longest a `WaitVersion` call is held by the master; longer waits are re-issued by
@@ -175,6 +176,82 @@ impl meta_service_server::MetaService for MetaServer {
             () = self.stopped() => self.version().await?,
         };
         Ok(Response::new(pb::VersionResponse { version }))
+    }
+
+    async fn create_rule(
+        &self,
+        request: Request<pb::CreateRuleRequest>,
+    ) -> Result<Response<pb::VersionResponse>, Status> {
+        let rule = request
+            .into_inner()
+            .rule
+            .ok_or_else(|| Status::invalid_argument("create_rule without a rule"))?;
+        let rule = Rule::try_from(rule).map_err(to_status)?;
+        let meta = Arc::clone(&self.meta);
+        detached(async move { meta.create_rule(rule).await }).await?;
+        let version = self.version().await?;
+        Ok(Response::new(pb::VersionResponse { version }))
+    }
+
+    async fn drop_rule(
+        &self,
+        request: Request<pb::DropRuleRequest>,
+    ) -> Result<Response<pb::VersionResponse>, Status> {
+        let name = request.into_inner().name;
+        let meta = Arc::clone(&self.meta);
+        detached(async move { meta.drop_rule(&name).await }).await?;
+        let version = self.version().await?;
+        Ok(Response::new(pb::VersionResponse { version }))
+    }
+
+    async fn list_rules(
+        &self,
+        _: Request<pb::ListRulesRequest>,
+    ) -> Result<Response<pb::ListRulesResponse>, Status> {
+        let rules = self.meta.rules().await.map_err(to_status)?;
+        let rules = rules.into_iter().map(Into::into).collect();
+        Ok(Response::new(pb::ListRulesResponse { rules }))
+    }
+
+    async fn report_firings(
+        &self,
+        request: Request<pb::ReportFiringsRequest>,
+    ) -> Result<Response<pb::ReportFiringsResponse>, Status> {
+        let reports: Vec<FiringReport> =
+            decode_all(request.into_inner().firings).map_err(to_status)?;
+        let meta = Arc::clone(&self.meta);
+        detached(async move { meta.report_firings(reports).await }).await?;
+        Ok(Response::new(pb::ReportFiringsResponse {}))
+    }
+
+    async fn wait_firings(
+        &self,
+        request: Request<pb::WaitFiringsRequest>,
+    ) -> Result<Response<pb::WaitFiringsResponse>, Status> {
+        let request = request.into_inner();
+        let timeout = Duration::from_millis(request.timeout_ms).min(MAX_WAIT);
+        let firings = tokio::select! {
+            firings = self.meta.wait_firings(request.after, timeout) => firings.map_err(to_status)?,
+            () = self.stopped() => self.meta.wait_firings(request.after, Duration::ZERO).await.map_err(to_status)?,
+        };
+        Ok(Response::new(pb::WaitFiringsResponse {
+            firings: firings.firings.into_iter().map(Into::into).collect(),
+            last: firings.last,
+        }))
+    }
+
+    async fn record_delivery(
+        &self,
+        request: Request<pb::RecordDeliveryRequest>,
+    ) -> Result<Response<pb::RecordDeliveryResponse>, Status> {
+        let r = request.into_inner();
+        let meta = Arc::clone(&self.meta);
+        detached(async move {
+            meta.record_delivery(&r.rule, r.delivered, r.failed_attempts)
+                .await
+        })
+        .await?;
+        Ok(Response::new(pb::RecordDeliveryResponse {}))
     }
 }
 
@@ -401,5 +478,74 @@ impl MetaService for GrpcMeta {
                 return Ok(version);
             }
         }
+    }
+
+    async fn create_rule(&self, rule: Rule) -> Result<()> {
+        let mut client = self.client.clone();
+        let request = pb::CreateRuleRequest {
+            rule: Some(rule.into()),
+        };
+        self.call(REQUEST_TIMEOUT, client.create_rule(request))
+            .await?;
+        Ok(())
+    }
+
+    async fn drop_rule(&self, name: &str) -> Result<()> {
+        let mut client = self.client.clone();
+        let request = pb::DropRuleRequest {
+            name: name.to_string(),
+        };
+        self.call(REQUEST_TIMEOUT, client.drop_rule(request))
+            .await?;
+        Ok(())
+    }
+
+    async fn rules(&self) -> Result<Vec<Rule>> {
+        let mut client = self.client.clone();
+        let response = self.call(REQUEST_TIMEOUT, client.list_rules(pb::ListRulesRequest {}));
+        decode_all(response.await?.rules)
+    }
+
+    async fn report_firings(&self, reports: Vec<FiringReport>) -> Result<()> {
+        let mut client = self.client.clone();
+        let request = pb::ReportFiringsRequest {
+            firings: reports.into_iter().map(Into::into).collect(),
+        };
+        self.call(REQUEST_TIMEOUT, client.report_firings(request))
+            .await?;
+        Ok(())
+    }
+
+    async fn wait_firings(&self, after: u64, timeout: Duration) -> Result<Firings> {
+        let wait = timeout.min(MAX_WAIT);
+        let mut client = self.client.clone();
+        let request = pb::WaitFiringsRequest {
+            after,
+            timeout_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        };
+        let response = self
+            .call(wait + REQUEST_TIMEOUT, client.wait_firings(request))
+            .await?;
+        Ok(Firings {
+            firings: decode_all(response.firings)?,
+            last: response.last,
+        })
+    }
+
+    async fn record_delivery(
+        &self,
+        rule: &str,
+        delivered: bool,
+        failed_attempts: u64,
+    ) -> Result<()> {
+        let mut client = self.client.clone();
+        let request = pb::RecordDeliveryRequest {
+            rule: rule.to_string(),
+            delivered,
+            failed_attempts,
+        };
+        self.call(REQUEST_TIMEOUT, client.record_delivery(request))
+            .await?;
+        Ok(())
     }
 }

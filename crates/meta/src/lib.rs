@@ -7,6 +7,7 @@
 //! serves it over gRPC ([`serve`], [`MetaServer`]); other processes reach it with
 //! [`GrpcMeta`], which implements the same trait.
 
+mod alerting;
 mod cache;
 mod convert;
 mod etcd_store;
@@ -24,6 +25,7 @@ use armorlake_common::Table;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 
+pub use alerting::{Firing, FiringReport, Firings, Rule, RuleStats, WindowPart};
 pub use cache::CachedMeta;
 pub use convert::{schema_from_ipc, schema_to_ipc};
 pub use etcd_store::EtcdStore;
@@ -31,7 +33,7 @@ pub use grpc::{GrpcMeta, MAX_WAIT, MetaServer, serve};
 pub use kv::{Entry, KvStore, MemoryKv, WriteBatch, WriteOp};
 pub use redb_store::RedbStore;
 pub use security::{ClusterSecurity, ClusterTls};
-pub use stored::{META_FILE, MemoryMeta, StoredMeta};
+pub use stored::{KEPT_FIRINGS, META_FILE, MemoryMeta, StoredMeta};
 
 /// What a node does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -245,6 +247,12 @@ pub enum Error {
     /// A message or stored record that does not decode (unknown role or table, bad schema).
     #[error("invalid metadata: {0}")]
     Invalid(String),
+    /// An alert rule of that name exists already.
+    #[error("alert rule \"{0}\" already exists")]
+    RuleExists(String),
+    /// No alert rule has that name.
+    #[error("alert rule \"{0}\" does not exist")]
+    UnknownRule(String),
 }
 
 /// The result of metadata operations.
@@ -292,6 +300,29 @@ pub trait MetaService: Send + Sync + fmt::Debug {
             tokio::time::sleep_until(deadline.min(now + POLL_INTERVAL)).await;
         }
     }
+
+    /// Stores an alert rule and bumps the version; [`Error::RuleExists`] when its name is
+    /// taken.
+    async fn create_rule(&self, rule: Rule) -> Result<()>;
+    /// Removes an alert rule and bumps the version; [`Error::UnknownRule`] when there is
+    /// none of that name.
+    async fn drop_rule(&self, name: &str) -> Result<()>;
+    /// Every alert rule, with its counters.
+    async fn rules(&self) -> Result<Vec<Rule>>;
+    /// Records what operators' rules matched (merging window counts across operators).
+    async fn report_firings(&self, reports: Vec<FiringReport>) -> Result<()>;
+    /// The recorded firings numbered after `after`, as soon as there is one, or none when
+    /// `timeout` passes first (a zero timeout answers at once). Only the newest firings
+    /// are kept (see `docs/alerting.md`).
+    async fn wait_firings(&self, after: u64, timeout: Duration) -> Result<Firings>;
+    /// Counts one webhook delivery of `rule`'s: `delivered` or given up (a dead letter),
+    /// after `failed_attempts` failed attempts.
+    async fn record_delivery(
+        &self,
+        rule: &str,
+        delivered: bool,
+        failed_attempts: u64,
+    ) -> Result<()>;
 
     /// The operator clusters, from [`MetaService::nodes`].
     async fn clusters(&self) -> Result<Vec<Cluster>> {

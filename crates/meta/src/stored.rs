@@ -11,7 +11,10 @@
 //! | `table/<name>` | `TableInfo`: name and Arrow IPC schema |
 //! | `version` | u64, big-endian |
 //!
-//! Every change writes its records and the next version in one atomic batch.
+//! Every change writes its records and the next version in one atomic batch. Alert rules
+//! and firings are described in `stored/alerting.rs`.
+
+mod alerting;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,8 +29,11 @@ use tokio::sync::{Mutex, MutexGuard, watch};
 use crate::kv::{KvStore, MemoryKv, WriteBatch};
 use crate::redb_store::RedbStore;
 use crate::{
-    Error, MetaService, NodeInfo, NodeReport, Partition, Result, Source, TableInfo, now_micros,
+    Error, FiringReport, Firings, MetaService, NodeInfo, NodeReport, Partition, Result, Rule,
+    Source, TableInfo, now_micros,
 };
+
+pub use alerting::KEPT_FIRINGS;
 
 const NODE: &str = "node/";
 const REPORT: &str = "report/";
@@ -42,6 +48,7 @@ struct State {
     nodes: BTreeMap<String, NodeInfo>,
     reports: BTreeMap<String, NodeReport>,
     tables: BTreeMap<String, TableInfo>,
+    alerting: alerting::Alerting,
 }
 
 /// The master's metadata: read from memory, every change written through to `S` first.
@@ -52,6 +59,8 @@ pub struct StoredMeta<S> {
     /// Serialises changes, so records and versions are written in order.
     writer: Mutex<()>,
     version: watch::Sender<u64>,
+    /// The newest firing's number.
+    firing_seq: watch::Sender<u64>,
 }
 
 /// The master's metadata held in memory only: what `up` uses.
@@ -146,6 +155,7 @@ impl<S: KvStore> StoredMeta<S> {
             let table: TableInfo = decode::<pb::TableInfo, _>(&k, &v)?;
             state.tables.insert(table.name.clone(), table);
         }
+        alerting::load(&store, &mut state).await?;
         let mut version = match store.get(VERSION).await? {
             None => 0,
             Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
@@ -169,11 +179,13 @@ impl<S: KvStore> StoredMeta<S> {
     }
 
     fn with_state(store: S, state: State, version: u64) -> StoredMeta<S> {
+        let firing_seq = state.alerting.last_firing;
         StoredMeta {
             store,
             state: RwLock::new(state),
             writer: Mutex::new(()),
             version: watch::channel(version).0,
+            firing_seq: watch::channel(firing_seq).0,
         }
     }
 
@@ -279,6 +291,36 @@ impl<S: KvStore> MetaService for StoredMeta<S> {
 
     async fn wait_version(&self, after: u64, timeout: Duration) -> Result<u64> {
         Ok(crate::wait_for_change(&self.version, after, timeout).await)
+    }
+
+    async fn create_rule(&self, rule: Rule) -> Result<()> {
+        self.create_rule_stored(rule).await
+    }
+
+    async fn drop_rule(&self, name: &str) -> Result<()> {
+        self.drop_rule_stored(name).await
+    }
+
+    async fn rules(&self) -> Result<Vec<Rule>> {
+        Ok(self.read().alerting.rules.values().cloned().collect())
+    }
+
+    async fn report_firings(&self, reports: Vec<FiringReport>) -> Result<()> {
+        self.report_firings_stored(reports).await
+    }
+
+    async fn wait_firings(&self, after: u64, timeout: Duration) -> Result<Firings> {
+        self.wait_firings_stored(after, timeout).await
+    }
+
+    async fn record_delivery(
+        &self,
+        rule: &str,
+        delivered: bool,
+        failed_attempts: u64,
+    ) -> Result<()> {
+        self.record_delivery_stored(rule, delivered, failed_attempts)
+            .await
     }
 }
 

@@ -10,7 +10,9 @@ pub mod front;
 pub mod metrics;
 pub mod operator;
 pub mod roles;
+pub mod rules;
 pub mod up;
+pub mod webhook;
 
 pub use armorlake_ingest::KubeArmorTls;
 pub use armorlake_meta::{ClusterSecurity, ClusterTls};

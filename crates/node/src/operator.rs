@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::rules::RuleRunner;
 use crate::{Result, VERSION};
 
 /// Batches in flight between the pullers and the writer: enough to ride out a slow disk
@@ -114,8 +115,16 @@ impl Operator {
         }
         drop(sink);
 
+        let (rules, firings) = RuleRunner::new(config.id.clone());
+        tasks.push(tokio::spawn(crate::rules::run(
+            rules.clone(),
+            meta.clone(),
+            firings,
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(write_loop(
             store.clone(),
+            rules,
             queue,
             shutdown.clone(),
         )));
@@ -189,9 +198,11 @@ const GROUP_MAX: usize = 64;
 /// The operator's single writer. Takes everything the pullers have queued (group commit),
 /// appends it to the WAL with one fsync and makes it queryable. A failed write (disk full)
 /// keeps the group and retries with backoff; meanwhile the queue fills and the pullers wait,
-/// and nothing already stored is touched.
+/// and nothing already stored is touched. Once a group is acknowledged, the alert rules run
+/// on it.
 async fn write_loop(
     store: Store,
+    rules: Arc<RuleRunner>,
     mut queue: mpsc::Receiver<(Table, RecordBatch)>,
     shutdown: CancellationToken,
 ) {
@@ -205,8 +216,13 @@ async fn write_loop(
         }
         let mut backoff = Duration::from_millis(100);
         loop {
-            let (writer, batches) = (store.clone(), group.clone());
-            match tokio::task::spawn_blocking(move || writer.append_many(batches)).await {
+            let (writer, batches, rules) = (store.clone(), group.clone(), rules.clone());
+            let append = move || {
+                writer.append_many(batches.clone())?;
+                rules.evaluate(&batches);
+                Ok::<_, armorlake_storage::Error>(())
+            };
+            match tokio::task::spawn_blocking(append).await {
                 Ok(Ok(())) => break,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "ingest stopped: storing events failed; retrying");

@@ -71,6 +71,7 @@ pub async fn run_master(
     let addr = listener
         .local_addr()
         .map_err(io("reading the master's address".into()))?;
+    tokio::spawn(crate::webhook::run(meta.clone(), shutdown.clone()));
     ready(addr);
     armorlake_meta::serve(meta, listener, config.security, shutdown.cancelled_owned())
         .await

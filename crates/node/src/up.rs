@@ -66,6 +66,7 @@ pub async fn run_up(
     let meta: Arc<dyn MetaService> = Arc::new(MemoryMeta::new());
     meta.register(NodeInfo::new("master", Role::Master, "", VERSION))
         .await?;
+    tokio::spawn(crate::webhook::run(meta.clone(), shutdown.clone()));
 
     let operator = Operator::start(
         OperatorConfig {

@@ -7,6 +7,7 @@
 //! ([`distribute::worker`]), each reading its own rows; the query node plans, merges and
 //! serves.
 
+pub mod alerting;
 pub mod auth;
 pub mod channels;
 pub mod cluster;
@@ -63,6 +64,7 @@ pub struct QueryEngine {
     ctx: Arc<SessionContext>,
     runtime: Arc<QueryRuntime>,
     memory_limit: Option<usize>,
+    alerts: Arc<alerting::Alerts>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -99,7 +101,7 @@ impl QueryEngine {
             events.register_table(table.name().to_string(), Arc::new(provider))?;
         }
         catalog.register_schema(EVENT_SCHEMA, Arc::new(events))?;
-        catalog.register_schema(SYSTEM_SCHEMA, Arc::new(system::schema(meta)))?;
+        catalog.register_schema(SYSTEM_SCHEMA, Arc::new(system::schema(meta.clone())))?;
 
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| *e)?;
         pg_functions::register(&ctx);
@@ -109,6 +111,7 @@ impl QueryEngine {
             ctx: Arc::new(ctx),
             runtime: Arc::new(runtime),
             memory_limit: None,
+            alerts: alerting::Alerts::new(meta),
         })
     }
 
@@ -123,6 +126,11 @@ impl QueryEngine {
     /// The memory limit per statement, if any.
     pub fn memory_limit(&self) -> Option<usize> {
         self.memory_limit
+    }
+
+    /// Alert rules and LISTEN/NOTIFY delivery.
+    pub fn alerts(&self) -> &Arc<alerting::Alerts> {
+        &self.alerts
     }
 
     /// The session one statement runs in: the shared session as it is now (settings

@@ -2,10 +2,12 @@
 //! query time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use armorlake_common::Table;
 use armorlake_common::schema::{TIME_ZONE, timestamp_type};
-use armorlake_meta::MetaService;
+use armorlake_meta::{MetaService, Rule};
+use armorlake_rules::{RuleSpec, parse_create_rule};
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -24,6 +26,8 @@ enum Kind {
     Partitions,
     Sources,
     Tables,
+    Rules,
+    RuleFirings,
 }
 
 impl Kind {
@@ -33,6 +37,8 @@ impl Kind {
             Kind::Partitions => "partitions",
             Kind::Sources => "sources",
             Kind::Tables => "tables",
+            Kind::Rules => "rules",
+            Kind::RuleFirings => "rule_firings",
         }
     }
 
@@ -78,6 +84,31 @@ impl Kind {
                 nullable(ts("min_time")),
                 nullable(ts("max_time")),
             ],
+            Kind::Rules => vec![
+                text("name"),
+                text("table_name"),
+                text("predicate"),
+                nullable(text("window")),
+                nullable(int8("threshold")),
+                nullable(text("channel")),
+                nullable(text("webhook")),
+                ts("created_at"),
+                int8("firings"),
+                nullable(ts("last_fired")),
+                int8("deliveries"),
+                int8("failures"),
+                int8("dead_letters"),
+                text("definition"),
+            ],
+            Kind::RuleFirings => vec![
+                int8("seq"),
+                ts("time"),
+                text("rule"),
+                text("operator"),
+                ts("event_time"),
+                nullable(text("channel")),
+                text("payload"),
+            ],
         }))
     }
 }
@@ -85,7 +116,14 @@ impl Kind {
 /// The `armorlake` schema over `meta`.
 pub fn schema(meta: Arc<dyn MetaService>) -> MemorySchemaProvider {
     let schema = MemorySchemaProvider::new();
-    for kind in [Kind::Nodes, Kind::Partitions, Kind::Sources, Kind::Tables] {
+    for kind in [
+        Kind::Nodes,
+        Kind::Partitions,
+        Kind::Sources,
+        Kind::Tables,
+        Kind::Rules,
+        Kind::RuleFirings,
+    ] {
         let table = SystemTable {
             kind,
             meta: meta.clone(),
@@ -182,9 +220,75 @@ impl SystemTable {
                     ts_array(totals.iter().map(|t| t.3).collect()),
                 ]
             }
+            Kind::Rules => rule_columns(self.meta.rules().await.map_err(external)?),
+            Kind::RuleFirings => {
+                let firings = self
+                    .meta
+                    .wait_firings(0, Duration::ZERO)
+                    .await
+                    .map_err(external)?
+                    .firings;
+                vec![
+                    int8_array(firings.iter().map(|f| f.seq)),
+                    ts_array(firings.iter().map(|f| Some(f.fired_micros)).collect()),
+                    text_array(firings.iter().map(|f| f.rule.clone()).collect()),
+                    text_array(firings.iter().map(|f| f.operator.clone()).collect()),
+                    ts_array(firings.iter().map(|f| Some(f.at_micros)).collect()),
+                    Arc::new(StringArray::from_iter(
+                        firings.iter().map(|f| f.channel.as_deref()),
+                    )),
+                    text_array(firings.iter().map(|f| f.payload.clone()).collect()),
+                ]
+            }
         };
         Ok(RecordBatch::try_new(self.kind.schema(), columns)?)
     }
+}
+
+/// `armorlake.rules`: each rule's clauses (parsed from its statement) and counters.
+fn rule_columns(rules: Vec<Rule>) -> Vec<ArrayRef> {
+    let specs: Vec<Option<RuleSpec>> = rules
+        .iter()
+        .map(|r| parse_create_rule(&r.sql).ok())
+        .collect();
+    let spec_text = |f: &dyn Fn(&RuleSpec) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(
+            specs.iter().map(|s| s.as_ref().and_then(f)),
+        ))
+    };
+    vec![
+        text_array(rules.iter().map(|r| r.name.clone()).collect()),
+        text_array(
+            specs
+                .iter()
+                .map(|s| s.as_ref().map(|s| s.table.clone()).unwrap_or_default())
+                .collect(),
+        ),
+        text_array(
+            specs
+                .iter()
+                .map(|s| s.as_ref().map(|s| s.predicate.clone()).unwrap_or_default())
+                .collect(),
+        ),
+        spec_text(&|s| {
+            s.window
+                .map(|w| humantime::format_duration(w.every).to_string())
+        }),
+        Arc::new(Int64Array::from_iter(specs.iter().map(|s| {
+            s.as_ref()
+                .and_then(|s| s.window)
+                .map(|w| i64::try_from(w.more_than).unwrap_or(i64::MAX))
+        }))),
+        spec_text(&|s| s.channel.clone()),
+        spec_text(&|s| s.webhook.clone()),
+        ts_array(rules.iter().map(|r| Some(r.created_micros)).collect()),
+        int8_array(rules.iter().map(|r| r.stats.firings)),
+        ts_array(rules.iter().map(|r| r.stats.last_fired_micros).collect()),
+        int8_array(rules.iter().map(|r| r.stats.deliveries)),
+        int8_array(rules.iter().map(|r| r.stats.failures)),
+        int8_array(rules.iter().map(|r| r.stats.dead_letters)),
+        text_array(rules.iter().map(|r| r.sql.clone()).collect()),
+    ]
 }
 
 #[async_trait]

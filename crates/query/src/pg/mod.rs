@@ -4,9 +4,13 @@
 //! - `startup.rs`: TLS requirement, connection limit, SCRAM-SHA-256 or loopback trust.
 //! - `session.rs`: statement_timeout and cancel requests, errors with positions.
 //! - `readonly.rs`: DDL and DML are refused (25006).
+//! - `alerts.rs`: CREATE/DROP ALERT RULE, LISTEN/UNLISTEN; `connection.rs`: each
+//!   connection's message loop, which also sends the notifications of its LISTENs.
 //! - `error.rs`: the single mapping of errors to SQLSTATEs.
 
+mod alerts;
 mod cancel;
+mod connection;
 mod discard;
 mod error;
 mod options;
@@ -31,7 +35,6 @@ use datafusion_postgres::pgwire::api::{
     ErrorHandler, PgWireServerHandlers, RandomPidSecretKeyGenerator,
 };
 use datafusion_postgres::pgwire::tokio::TlsAcceptor;
-use datafusion_postgres::pgwire::tokio::process_socket;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -118,7 +121,11 @@ pub async fn serve(
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let sessions = Arc::new(cancel::Sessions::default());
     let shared = Arc::new(Shared {
-        session: Arc::new(session::Session::new(engine.clone(), engine.runtime())),
+        session: Arc::new(session::Session::new(
+            engine.clone(),
+            engine.runtime(),
+            engine.alerts().clone(),
+        )),
         startup: Arc::new(startup::Shared {
             users: options.users,
             tls_required: options.tls_required,
@@ -130,6 +137,9 @@ pub async fn serve(
         cancel: Arc::new(cancel::Cancels(sessions)),
     });
     let tls = options.tls.map(|t| TlsAcceptor::from(t.0));
+    let feed = tokio_util::sync::CancellationToken::new();
+    let _stop_feed = feed.clone().drop_guard();
+    tokio::spawn(engine.alerts().clone().run_feed(feed));
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -146,10 +156,11 @@ pub async fn serve(
             shared: shared.clone(),
         };
         let tls = tls.clone();
+        let alerts = engine.alerts().clone();
         tokio::spawn(async move {
             let _open = crate::metrics::ConnectionGuard::open("pg");
             // A failed TLS handshake ends here, with the connection: never plaintext.
-            if let Err(e) = process_socket(socket, tls, handlers).await {
+            if let Err(e) = connection::process(socket, tls, handlers, alerts).await {
                 tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
             }
         });

@@ -276,11 +276,17 @@ pub(crate) struct Session {
     parser: Arc<Positioned>,
     runtime: Handle,
     engine: QueryEngine,
+    alerts: Arc<crate::alerting::Alerts>,
 }
 
 impl Session {
-    /// Runs `engine`'s statements with their work on `runtime`.
-    pub(crate) fn new(engine: QueryEngine, runtime: Handle) -> Self {
+    /// Runs `engine`'s statements with their work on `runtime`; alerting statements go to
+    /// `alerts`.
+    pub(crate) fn new(
+        engine: QueryEngine,
+        runtime: Handle,
+        alerts: Arc<crate::alerting::Alerts>,
+    ) -> Self {
         let inner = Arc::new(super::session_service(engine.context().clone()));
         let parser = Arc::new(Positioned(inner.query_parser()));
         Session {
@@ -288,6 +294,7 @@ impl Session {
             parser,
             runtime,
             engine,
+            alerts,
         }
     }
 
@@ -351,6 +358,11 @@ impl SimpleQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // Alerting statements (CREATE/DROP ALERT RULE, LISTEN, UNLISTEN) come first: they
+        // are not SQL DataFusion knows, and not writes to refuse (see `alerts.rs`).
+        if let Some(answer) = super::alerts::answer(&self.alerts, client, query).await {
+            return answer;
+        }
         let query_id = new_query_id();
         let span = tracing::info_span!("query", query_id = %query_id, protocol = "pg");
         let mut timer = QueryTimer::start("pg", &query_id);
