@@ -16,5 +16,7 @@ mod first_slice;
 mod flight;
 mod ingest;
 mod pg_clients;
+mod pg_compat;
+mod pg_drivers;
 mod pg_security;
 mod slt;

@@ -91,6 +91,7 @@ impl QueryEngine {
 
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| *e)?;
         pg_functions::register(&ctx);
+        pg::register_functions(&ctx);
         Ok(QueryEngine { ctx: Arc::new(ctx) })
     }
 

@@ -12,10 +12,13 @@
 use std::fmt::Debug;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use datafusion_postgres::pgwire::api::portal::PortalExecutionState;
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -38,6 +41,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::cancel::Registration;
 use super::error;
+use super::output;
 
 /// The client metadata key datafusion-postgres' `SET statement_timeout` writes (and `SHOW
 /// statement_timeout` reads): milliseconds, absent when there is no timeout.
@@ -70,7 +74,7 @@ pub(crate) fn apply_startup_options<C: ClientInfo>(client: &mut C) -> PgWireResu
 
 /// `-c name=value` and `--name=value` pairs of a startup `options` string (a backslash
 /// escapes the next character, as in PostgreSQL).
-fn parse_options(options: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_options(options: &str) -> Vec<(String, String)> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut chars = options.chars();
@@ -107,7 +111,7 @@ fn parse_options(options: &str) -> Vec<(String, String)> {
 
 /// A PostgreSQL time setting in milliseconds: a number with an optional unit (`us`, `ms`,
 /// `s`, `min`, `h`, `d`; none means milliseconds).
-fn parse_duration_ms(text: &str) -> Option<u64> {
+pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
     let text = text.trim().trim_matches('\'');
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -197,6 +201,7 @@ impl Limits {
                     std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
                 query.data_rows = Box::pin(Guarded {
                     rows,
+                    timestamps: output::timestamp_columns(&query.row_schema),
                     token: self.token.clone(),
                     cancelled: Box::pin(self.token.clone().cancelled_owned()),
                     deadline: self.deadline,
@@ -211,9 +216,12 @@ impl Limits {
     }
 }
 
-/// Rows that stop with 57014 when the statement is cancelled or times out.
+/// Rows that stop with 57014 when the statement is cancelled or times out, with their
+/// timestamps printed as PostgreSQL prints them.
 struct Guarded {
     rows: SendableRowStream,
+    /// The columns holding timestamps in text (see [`output::fix_row`]).
+    timestamps: Vec<usize>,
     token: CancellationToken,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     deadline: Option<Instant>,
@@ -261,6 +269,9 @@ impl Stream for Guarded {
                 }
                 Poll::Pending
             }
+            Poll::Ready(Some(Ok(row))) => {
+                Poll::Ready(Some(Ok(output::fix_row(row, &this.timestamps))))
+            }
             ready => ready,
         }
     }
@@ -283,21 +294,42 @@ where
     Ok(())
 }
 
-/// datafusion-postgres' session service, with statement limits and armorlake's errors.
+/// One connection's datafusion-postgres session service, with statement limits and
+/// armorlake's errors.
 pub(crate) struct Session {
     inner: Arc<DfSessionService>,
     parser: Arc<Positioned>,
     runtime: Handle,
+    /// The connection's own DataFusion session (its settings).
+    ctx: Arc<SessionContext>,
+    /// Whether the startup parameters are in `ctx` yet.
+    started: AtomicBool,
+    /// Splits a simple query into the statements the session service runs.
+    sql_parser: PostgresCompatibilityParser,
 }
 
 impl Session {
-    /// Runs `inner`'s statements with their work on `runtime`.
-    pub(crate) fn new(inner: Arc<DfSessionService>, runtime: Handle) -> Self {
+    /// Runs `inner`'s statements, planned in `ctx`, with their work on `runtime`.
+    pub(crate) fn new(
+        inner: Arc<DfSessionService>,
+        ctx: Arc<SessionContext>,
+        runtime: Handle,
+    ) -> Self {
         let parser = Arc::new(Positioned(inner.query_parser()));
         Session {
             inner,
             parser,
             runtime,
+            ctx,
+            started: AtomicBool::new(false),
+            sql_parser: PostgresCompatibilityParser::new(),
+        }
+    }
+
+    /// Takes the settings the client gave at startup, before its first statement.
+    fn start<C: ClientInfo>(&self, client: &C) {
+        if !self.started.swap(true, Ordering::Relaxed) {
+            super::settings::from_startup(&self.ctx, client);
         }
     }
 }
@@ -311,6 +343,8 @@ impl SimpleQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.start(client);
+        let query = &*super::rewrite::rewrite(query);
         let limits = Limits::start(client, &self.runtime);
         let (responses, notices) = crate::notices::collect(
             limits.run(SimpleQueryHandler::do_query(&*self.inner, client, query)),
@@ -318,7 +352,23 @@ impl SimpleQueryHandler for Session {
         .await;
         let responses = responses.map_err(|e| error::for_query(e, query))?;
         send_notices(client, notices).await?;
-        Ok(responses.into_iter().map(|r| limits.guard(r)).collect())
+        // One response per statement: name their columns as PostgreSQL would.
+        let statements = self.sql_parser.parse(query).unwrap_or_default();
+        let aligned = statements.len() == responses.len();
+        Ok(responses
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let r = match (r, statements.get(i).filter(|_| aligned)) {
+                    (Response::Query(mut q), Some(statement)) => {
+                        q.row_schema = output::renamed(statement, &q.row_schema);
+                        Response::Query(q)
+                    }
+                    (r, _) => r,
+                };
+                limits.guard(r)
+            })
+            .collect())
     }
 }
 
@@ -377,6 +427,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.start(client);
         let limits = Limits::start(client, &self.runtime);
         let (response, notices) = crate::notices::collect(limits.run(
             ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows),
@@ -384,6 +435,13 @@ impl ExtendedQueryHandler for Session {
         .await;
         let response = response.map_err(|e| error::for_query(e, &portal.statement.statement.0))?;
         send_notices(client, notices).await?;
+        let response = match (response, &portal.statement.statement.1) {
+            (Response::Query(mut q), Some((statement, _))) => {
+                q.row_schema = output::renamed(statement, &q.row_schema);
+                Response::Query(q)
+            }
+            (r, _) => r,
+        };
         Ok(limits.guard(response))
     }
 }
@@ -412,6 +470,7 @@ impl QueryParser for Positioned {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        let sql = &*super::rewrite::rewrite(sql);
         self.0
             .parse_sql(client, sql, types)
             .await
@@ -427,7 +486,13 @@ impl QueryParser for Positioned {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        self.0.get_result_schema(stmt, column_format)
+        let fields = self.0.get_result_schema(stmt, column_format)?;
+        Ok(match &stmt.1 {
+            Some((statement, _)) => output::column_names(statement)
+                .and_then(|names| output::rename(&fields, &names))
+                .unwrap_or(fields),
+            None => fields,
+        })
     }
 }
 
