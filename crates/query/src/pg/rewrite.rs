@@ -118,18 +118,18 @@ impl VisitorMut for Rewriter {
             }
             return ControlFlow::Continue(());
         }
+        if let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = expr
+            && ((is_regproc(right) && oid_to_proname(left))
+                || (is_regproc(left) && oid_to_proname(right)))
+        {
+            self.changed = true;
+            return ControlFlow::Continue(());
+        }
         match expr {
-            Expr::BinaryOp {
-                left,
-                op: BinaryOperator::Eq,
-                right,
-            } => {
-                if (is_regproc(right) && oid_to_proname(left))
-                    || (is_regproc(left) && oid_to_proname(right))
-                {
-                    self.changed = true;
-                }
-            }
             Expr::Function(f)
                 if f.name.0.len() == 1
                     && matches!(&f.name.0[0], ObjectNamePart::Identifier(i)
