@@ -352,12 +352,17 @@ fn the_compose_file_describes_a_cluster_armorlake_accepts() {
 
     // And the checker itself refuses what armorlake would refuse.
     let out = armorlake()
-        .args(["--check-args", "operator", "--master=http://m:50060"])
+        .args([
+            "--check-args",
+            "operator",
+            "--master=http://m:50060",
+            "--listen=not-an-address",
+        ])
         .output()
         .unwrap();
     assert!(
         !out.status.success(),
-        "an operator without --kubearmor passed"
+        "an operator with a listen address that is not one passed"
     );
 }
 

@@ -22,5 +22,7 @@ mod meta_etcd;
 mod node_security;
 mod observe;
 mod pg_clients;
+mod pg_compat;
+mod pg_drivers;
 mod pg_security;
 mod slt;

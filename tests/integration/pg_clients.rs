@@ -186,11 +186,13 @@ fn statement_timeout_stops_a_long_statement_with_57014() {
     assert!(stderr.contains("57014"), "{stderr}");
     assert!(stdout.contains("after"), "{stdout}");
 
-    // DISCARD ALL succeeds (Npgsql sends it on every pooled close) and resets the setting.
+    // DISCARD ALL succeeds (Npgsql sends it on every pooled close) and resets the setting to
+    // its value at startup, as PostgreSQL does.
     let out = Command::new("psql")
         .args(["-X", "-At", "-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-U", "armorlake", "-d", "kubearmor"])
-        .args(["-c", "DISCARD ALL", "-c", "SHOW statement_timeout"])
+        .args(["-c", "SET statement_timeout = '1min'", "-c", "DISCARD ALL"])
+        .args(["-c", "SHOW statement_timeout"])
         .env("PGOPTIONS", "-c statement_timeout=150ms")
         .output()
         .unwrap();
@@ -198,7 +200,7 @@ fn statement_timeout_stops_a_long_statement_with_57014() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        ["DISCARD ALL", "0"],
+        ["SET", "DISCARD ALL", "150ms"],
         "{stderr}"
     );
 }

@@ -105,6 +105,7 @@ impl QueryEngine {
 
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| *e)?;
         pg_functions::register(&ctx);
+        pg::register_functions(&ctx);
         metrics::init();
         let runtime = QueryRuntime::new().map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(QueryEngine {
@@ -133,11 +134,15 @@ impl QueryEngine {
         &self.alerts
     }
 
-    /// The session one statement runs in: the shared session as it is now (settings
-    /// included), tagged with `query_id` (which its scans carry to the operators) and with a
-    /// memory pool of its own when a limit is set.
-    pub fn statement_context(&self, query_id: &str) -> Result<Arc<SessionContext>> {
-        let mut state = self.ctx.state();
+    /// The session one statement runs in: `base` (the engine's session, or a PostgreSQL
+    /// connection's) as it is now, settings included, tagged with `query_id` (which its
+    /// scans carry to the operators) and with a memory pool of its own when a limit is set.
+    pub fn statement_context(
+        &self,
+        base: &SessionContext,
+        query_id: &str,
+    ) -> Result<Arc<SessionContext>> {
+        let mut state = base.state();
         state
             .config_mut()
             .set_extension(Arc::new(metrics::QueryId(query_id.to_string())));

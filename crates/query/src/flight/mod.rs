@@ -244,7 +244,10 @@ impl FlightSql {
         let mut timer = QueryTimer::start("flight", &query_id);
         tracing::debug!(query_id = %query_id, sql = what, "query received");
         let planned = async {
-            let ctx = self.engine.statement_context(&query_id).map_err(status)?;
+            let ctx = self
+                .engine
+                .statement_context(&self.ctx, &query_id)
+                .map_err(status)?;
             plan(ctx).await
         }
         .instrument(span)

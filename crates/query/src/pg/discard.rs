@@ -1,8 +1,7 @@
 //! `DISCARD ALL` (and `DISCARD PLANS/SEQUENCES/TEMP`): Npgsql sends it whenever a pooled
 //! connection is returned (PowerBI fails without it); DataFusion does not know it.
 //!
-//! It closes the session's cursors and resets its settings (`statement_timeout`), as far as
-//! armorlake has session state to reset.
+//! It closes the session's cursors and resets its settings (`RESET ALL`).
 
 use std::sync::Arc;
 
@@ -18,24 +17,28 @@ use datafusion_postgres::pgwire::api::results::{Response, Tag};
 use datafusion_postgres::pgwire::api::store::PortalStore;
 use datafusion_postgres::pgwire::error::PgWireResult;
 
-use super::session::STATEMENT_TIMEOUT_MS;
+use super::settings;
 
 /// Answers `DISCARD …` in both protocols.
 #[derive(Debug)]
 pub(crate) struct Discard;
 
-fn discard(object: &DiscardObject, client: &mut dyn HookClient) -> Response {
+async fn discard(
+    object: &DiscardObject,
+    ctx: &SessionContext,
+    client: &mut dyn HookClient,
+) -> PgWireResult<Response> {
     let tag = match object {
         DiscardObject::ALL => {
             client.portal_store().clear_portals();
-            client.metadata_mut().remove(STATEMENT_TIMEOUT_MS);
+            settings::reset_all(ctx, client).await?;
             "DISCARD ALL"
         }
         DiscardObject::PLANS => "DISCARD PLANS",
         DiscardObject::SEQUENCES => "DISCARD SEQUENCES",
         DiscardObject::TEMP => "DISCARD TEMP",
     };
-    Response::Execution(Tag::new(tag))
+    Ok(Response::Execution(Tag::new(tag)))
 }
 
 #[async_trait]
@@ -43,11 +46,11 @@ impl QueryHook for Discard {
     async fn handle_simple_query(
         &self,
         statement: &Statement,
-        _ctx: &SessionContext,
+        ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         match statement {
-            Statement::Discard { object_type } => Some(Ok(discard(object_type, client))),
+            Statement::Discard { object_type } => Some(discard(object_type, ctx, client).await),
             _ => None,
         }
     }
@@ -72,11 +75,11 @@ impl QueryHook for Discard {
         statement: &Statement,
         _plan: &LogicalPlan,
         _params: &ParamValues,
-        _ctx: &SessionContext,
+        ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         match statement {
-            Statement::Discard { object_type } => Some(Ok(discard(object_type, client))),
+            Statement::Discard { object_type } => Some(discard(object_type, ctx, client).await),
             _ => None,
         }
     }

@@ -24,6 +24,7 @@ mod code {
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
     pub const CONNECTION_FAILURE: &str = "08006";
     pub const INTERNAL_ERROR: &str = "XX000";
+    pub const UNDEFINED_OBJECT: &str = "42704";
 }
 
 /// Rewrites a pgwire API error (a DataFusion or parser error) into a PostgreSQL error with
@@ -187,6 +188,11 @@ pub(crate) fn invalid_parameter(name: &str, value: &str) -> PgWireError {
     )
 }
 
+/// An ERROR with SQLSTATE `code` about a setting (`SET`, `SHOW`, `RESET`).
+pub(crate) fn setting_error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(code, message)))
+}
+
 /// The PostgreSQL error for a DataFusion error.
 pub fn to_error_info(error: &DataFusionError) -> ErrorInfo {
     let root = error.find_root();
@@ -210,6 +216,11 @@ pub fn to_error_info(error: &DataFusionError) -> ErrorInfo {
             ),
         ),
         DataFusionError::ArrowError(e, _) => (code::DATA_EXCEPTION, e.to_string()),
+        DataFusionError::Execution(text)
+            if text.starts_with("unrecognized configuration parameter") =>
+        {
+            (code::UNDEFINED_OBJECT, text.clone())
+        }
         DataFusionError::Execution(text) if text.contains("unreachable") => {
             (code::CONNECTION_FAILURE, text.clone())
         }

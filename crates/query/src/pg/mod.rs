@@ -6,6 +6,9 @@
 //! - `readonly.rs`: DDL and DML are refused (25006).
 //! - `alerts.rs`: CREATE/DROP ALERT RULE, LISTEN/UNLISTEN; `connection.rs`: each
 //!   connection's message loop, which also sends the notifications of its LISTENs.
+//! - `rewrite.rs`: armorlake's rewrites of catalog queries clients send.
+//! - `settings.rs`: per-session `SET`/`SHOW`/`RESET` and `current_setting()`.
+//! - `output.rs`: column names and timestamp text as PostgreSQL gives them.
 //! - `error.rs`: the single mapping of errors to SQLSTATEs.
 
 mod alerts;
@@ -14,9 +17,12 @@ mod connection;
 mod discard;
 mod error;
 mod options;
+mod output;
 mod readonly;
+mod rewrite;
 mod scram;
 mod session;
+mod settings;
 mod startup;
 
 use std::future::Future;
@@ -28,7 +34,7 @@ use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
-use datafusion_postgres::pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
+use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::api::cancel::CancelHandler;
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use datafusion_postgres::pgwire::api::{
@@ -59,24 +65,24 @@ impl ErrorHandler for SqlStateErrors {
 
 /// What all connections share.
 struct Shared {
-    session: Arc<session::Session>,
     startup: Arc<startup::Shared>,
     cancel: Arc<cancel::Cancels>,
 }
 
-/// One connection's handlers: the startup handler holds that connection's authentication
-/// state, the rest is shared.
+/// One connection's handlers: its session (with settings of its own) and its startup
+/// handler (authentication state); the rest is shared.
 struct Handlers {
     shared: Arc<Shared>,
+    session: Arc<session::Session>,
 }
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.shared.session.clone()
+        self.session.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.shared.session.clone()
+        self.session.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -92,17 +98,32 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
-/// The session service: armorlake's read-only rule and DISCARD first, then
-/// datafusion-postgres' own hooks (cursors, SET/SHOW, transactions).
+/// The session service: armorlake's read-only rule, DISCARD and settings first, then
+/// datafusion-postgres' own hooks (cursors, the SHOWs armorlake does not answer,
+/// transactions).
 fn session_service(ctx: Arc<SessionContext>) -> DfSessionService {
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(readonly::ReadOnly),
         Arc::new(discard::Discard),
+        Arc::new(settings::Settings),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
     ];
     DfSessionService::new_with_hooks(ctx, hooks)
+}
+
+/// A DataFusion session of its own for one connection: the engine's catalog, functions and
+/// options, so what the connection `SET`s stays with it.
+fn connection_context(engine: &QueryEngine) -> Arc<SessionContext> {
+    let ctx = SessionContext::new_with_state(engine.context().state());
+    settings::install(&ctx);
+    Arc::new(ctx)
+}
+
+/// Registers the functions the PostgreSQL front end adds (`current_setting`) on `ctx`.
+pub(crate) fn register_functions(ctx: &SessionContext) {
+    settings::register(ctx);
 }
 
 /// Serves PostgreSQL clients on `listener` until `shutdown` resolves. Each connection runs
@@ -121,18 +142,13 @@ pub async fn serve(
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let sessions = Arc::new(cancel::Sessions::default());
     let shared = Arc::new(Shared {
-        session: Arc::new(session::Session::new(
-            engine.clone(),
-            engine.runtime(),
-            engine.alerts().clone(),
-        )),
         startup: Arc::new(startup::Shared {
             users: options.users,
             tls_required: options.tls_required,
             slots: Arc::new(Semaphore::new(options.max_connections)),
             sessions: sessions.clone(),
             keys: RandomPidSecretKeyGenerator::default(),
-            parameters: DefaultServerParameterProvider::default(),
+            parameters: settings::server_parameters(),
         }),
         cancel: Arc::new(cancel::Cancels(sessions)),
     });
@@ -152,8 +168,14 @@ pub async fn serve(
                 }
             },
         };
+        let ctx = connection_context(engine);
         let handlers = Handlers {
             shared: shared.clone(),
+            session: Arc::new(session::Session::new(
+                engine.clone(),
+                ctx,
+                engine.alerts().clone(),
+            )),
         };
         let tls = tls.clone();
         let alerts = engine.alerts().clone();

@@ -10,10 +10,13 @@
 use std::fmt::Debug;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use datafusion_postgres::pgwire::api::portal::PortalExecutionState;
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -36,6 +39,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::cancel::Registration;
 use super::error;
+use super::output;
 use crate::QueryEngine;
 use crate::metrics::{Observed, Outcome, QueryTimer, new_query_id};
 use crate::runtime::InRuntime;
@@ -72,7 +76,7 @@ pub(crate) fn apply_startup_options<C: ClientInfo>(client: &mut C) -> PgWireResu
 
 /// `-c name=value` and `--name=value` pairs of a startup `options` string (a backslash
 /// escapes the next character, as in PostgreSQL).
-fn parse_options(options: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_options(options: &str) -> Vec<(String, String)> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut chars = options.chars();
@@ -109,7 +113,7 @@ fn parse_options(options: &str) -> Vec<(String, String)> {
 
 /// A PostgreSQL time setting in milliseconds: a number with an optional unit (`us`, `ms`,
 /// `s`, `min`, `h`, `d`; none means milliseconds).
-fn parse_duration_ms(text: &str) -> Option<u64> {
+pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
     let text = text.trim().trim_matches('\'');
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -184,6 +188,7 @@ impl Limits {
                     std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
                 query.data_rows = Box::pin(Guarded {
                     rows,
+                    timestamps: output::timestamp_columns(&query.row_schema),
                     token: self.token.clone(),
                     cancelled: Box::pin(self.token.clone().cancelled_owned()),
                     deadline: self.deadline,
@@ -198,9 +203,12 @@ impl Limits {
     }
 }
 
-/// Rows that stop with 57014 when the statement is cancelled or times out.
+/// Rows that stop with 57014 when the statement is cancelled or times out, with their
+/// timestamps printed as PostgreSQL prints them.
 struct Guarded {
     rows: SendableRowStream,
+    /// The columns holding timestamps in text (see [`output::fix_row`]).
+    timestamps: Vec<usize>,
     token: CancellationToken,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     deadline: Option<Instant>,
@@ -248,6 +256,9 @@ impl Stream for Guarded {
                 }
                 Poll::Pending
             }
+            Poll::Ready(Some(Ok(row))) => {
+                Poll::Ready(Some(Ok(output::fix_row(row, &this.timestamps))))
+            }
             ready => ready,
         }
     }
@@ -270,24 +281,32 @@ where
     Ok(())
 }
 
-/// datafusion-postgres' session service, with statement limits and armorlake's errors.
+/// One connection's datafusion-postgres session service, with statement limits and
+/// armorlake's errors.
 pub(crate) struct Session {
     inner: Arc<DfSessionService>,
     parser: Arc<Positioned>,
     runtime: Handle,
     engine: QueryEngine,
     alerts: Arc<crate::alerting::Alerts>,
+    /// The connection's own DataFusion session (its settings).
+    ctx: Arc<SessionContext>,
+    /// Whether the startup parameters are in `ctx` yet.
+    started: AtomicBool,
+    /// Splits a simple query into the statements the session service runs.
+    sql_parser: PostgresCompatibilityParser,
 }
 
 impl Session {
-    /// Runs `engine`'s statements with their work on `runtime`; alerting statements go to
-    /// `alerts`.
+    /// Runs one connection's statements, planned in `ctx` (its own session), with their
+    /// work on `engine`'s runtime; alerting statements go to `alerts`.
     pub(crate) fn new(
         engine: QueryEngine,
-        runtime: Handle,
+        ctx: Arc<SessionContext>,
         alerts: Arc<crate::alerting::Alerts>,
     ) -> Self {
-        let inner = Arc::new(super::session_service(engine.context().clone()));
+        let inner = Arc::new(super::session_service(ctx.clone()));
+        let runtime = engine.runtime();
         let parser = Arc::new(Positioned(inner.query_parser()));
         Session {
             inner,
@@ -295,11 +314,21 @@ impl Session {
             runtime,
             engine,
             alerts,
+            ctx,
+            started: AtomicBool::new(false),
+            sql_parser: PostgresCompatibilityParser::new(),
         }
     }
 
-    /// The service that runs a statement with `query_id`: settings (SET, RESET) change the
-    /// shared session; everything else runs in a session of its own (see
+    /// Takes the settings the client gave at startup, before its first statement.
+    fn start<C: ClientInfo>(&self, client: &C) {
+        if !self.started.swap(true, Ordering::Relaxed) {
+            super::settings::from_startup(&self.ctx, client);
+        }
+    }
+
+    /// The service that runs a statement with `query_id`: settings (SET, RESET, DISCARD) change the
+    /// connection's session; everything else runs in a session of its own (see
     /// [`QueryEngine::statement_context`]), tagged with the query id and under the memory
     /// limit.
     fn service_for(&self, sql: &str, query_id: &str) -> PgWireResult<Arc<DfSessionService>> {
@@ -308,20 +337,22 @@ impl Session {
         }
         let ctx = self
             .engine
-            .statement_context(query_id)
+            .statement_context(&self.ctx, query_id)
             .map_err(|e| error::for_query(PgWireError::ApiError(Box::new(e)), sql))?;
         Ok(Arc::new(super::session_service(ctx)))
     }
 }
 
-/// Whether `sql` starts with SET or RESET (a change to the session's settings).
+/// Whether `sql` starts with SET, RESET or DISCARD (a change to the session's settings).
 fn is_setting(sql: &str) -> bool {
     let word: String = sql
         .trim_start()
         .chars()
         .take_while(|c| c.is_ascii_alphabetic())
         .collect();
-    word.eq_ignore_ascii_case("set") || word.eq_ignore_ascii_case("reset")
+    ["set", "reset", "discard"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
 }
 
 /// How a failed PostgreSQL statement counts in the metrics.
@@ -367,6 +398,8 @@ impl SimpleQueryHandler for Session {
         let span = tracing::info_span!("query", query_id = %query_id, protocol = "pg");
         let mut timer = QueryTimer::start("pg", &query_id);
         tracing::debug!(query_id = %query_id, sql = query, "query received");
+        self.start(client);
+        let query = &*super::rewrite::rewrite(query);
         let limits = Limits::start(client, &self.runtime);
         let service = self.service_for(query, &query_id)?;
         let (responses, notices) = crate::notices::collect(
@@ -384,7 +417,23 @@ impl SimpleQueryHandler for Session {
             }
         };
         send_notices(client, notices).await?;
-        let responses = responses.into_iter().map(|r| limits.guard(r)).collect();
+        // One response per statement: name their columns as PostgreSQL would.
+        let statements = self.sql_parser.parse(query).unwrap_or_default();
+        let aligned = statements.len() == responses.len();
+        let responses = responses
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let r = match (r, statements.get(i).filter(|_| aligned)) {
+                    (Response::Query(mut q), Some(statement)) => {
+                        q.row_schema = output::renamed(statement, &q.row_schema);
+                        Response::Query(q)
+                    }
+                    (r, _) => r,
+                };
+                limits.guard(r)
+            })
+            .collect();
         Ok(observe(responses, timer))
     }
 }
@@ -444,6 +493,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.start(client);
         let sql = &portal.statement.statement.0;
         let query_id = new_query_id();
         let span = tracing::info_span!("query", query_id = %query_id, protocol = "pg");
@@ -468,6 +518,13 @@ impl ExtendedQueryHandler for Session {
             }
         };
         send_notices(client, notices).await?;
+        let response = match (response, &portal.statement.statement.1) {
+            (Response::Query(mut q), Some((statement, _))) => {
+                q.row_schema = output::renamed(statement, &q.row_schema);
+                Response::Query(q)
+            }
+            (r, _) => r,
+        };
         let mut responses = observe(vec![limits.guard(response)], timer);
         responses
             .pop()
@@ -499,6 +556,7 @@ impl QueryParser for Positioned {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        let sql = &*super::rewrite::rewrite(sql);
         self.0
             .parse_sql(client, sql, types)
             .await
@@ -514,7 +572,13 @@ impl QueryParser for Positioned {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        self.0.get_result_schema(stmt, column_format)
+        let fields = self.0.get_result_schema(stmt, column_format)?;
+        Ok(match &stmt.1 {
+            Some((statement, _)) => output::column_names(statement)
+                .and_then(|names| output::rename(&fields, &names))
+                .unwrap_or(fields),
+            None => fields,
+        })
     }
 }
 
@@ -526,6 +590,7 @@ mod tests {
     fn settings_run_on_the_shared_session() {
         assert!(is_setting("SET statement_timeout = 5"));
         assert!(is_setting("  reset ALL"));
+        assert!(is_setting("DISCARD ALL"));
         assert!(is_setting("set\tarmorlake.allow_partial_results = on"));
         assert!(!is_setting("SELECT 1"));
         assert!(!is_setting("SETTLE"));

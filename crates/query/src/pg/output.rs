@@ -1,0 +1,352 @@
+//! Results as PostgreSQL would send them, where DataFusion's differ:
+//!
+//! - Column names: PostgreSQL names an unnamed select-list expression after its function
+//!   (`count(*)` → `count`, `now()` → `now`), the type of a cast (`'1'::int` → `int4`) or
+//!   `?column?` (`SELECT 1`); DataFusion names it after the whole expression (`Int64(1)`).
+//!   Clients that read columns by name (Grafana's `time`, JDBC's `getLong("count")`) need
+//!   PostgreSQL's.
+//! - Timestamps in text: PostgreSQL prints fractional seconds only when they are not zero,
+//!   without trailing zeros (`03:00:01.5+00`); pgwire always prints six digits.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, BytesMut};
+use datafusion::sql::sqlparser::ast::{
+    CastKind, DataType as SqlType, Expr, ObjectNamePart, Query, Select, SelectItem, SetExpr,
+    Statement, TimezoneInfo,
+};
+use datafusion_postgres::pgwire::api::Type;
+use datafusion_postgres::pgwire::api::results::{FieldFormat, FieldInfo};
+use datafusion_postgres::pgwire::messages::data::DataRow;
+
+/// PostgreSQL's names for the columns of `statement`'s result, one per select-list item;
+/// `None` where the item keeps the name DataFusion gives it (a column, an alias), and no
+/// list at all when the items cannot be matched to columns (`*`, not a query).
+pub(crate) fn column_names(statement: &Statement) -> Option<Vec<Option<String>>> {
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    let select = leftmost_select(query)?;
+    select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) => Some(unnamed(e)),
+            SelectItem::ExprWithAlias { .. } => Some(None),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The select whose items name the columns: PostgreSQL takes a set operation's names from
+/// its leftmost member.
+fn leftmost_select(query: &Query) -> Option<&Select> {
+    let mut body = query.body.as_ref();
+    loop {
+        match body {
+            SetExpr::Select(select) => return Some(select),
+            SetExpr::Query(q) => body = q.body.as_ref(),
+            SetExpr::SetOperation { left, .. } => body = left.as_ref(),
+            _ => return None,
+        }
+    }
+}
+
+/// The name PostgreSQL gives an unnamed item, where it differs from DataFusion's.
+fn unnamed(e: &Expr) -> Option<String> {
+    match e {
+        // Columns keep their names in both.
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
+        other => Some(figure(other).unwrap_or_else(|| "?column?".to_string())),
+    }
+}
+
+/// PostgreSQL's FigureColname: the name an expression gives its column, if any.
+fn figure(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(ident(i)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident),
+        Expr::Nested(inner) => figure(inner),
+        Expr::Function(f) => f.name.0.last().map(|part| match part {
+            ObjectNamePart::Identifier(i) => ident(i),
+            other => other.to_string().to_lowercase(),
+        }),
+        Expr::Cast {
+            expr,
+            data_type,
+            kind,
+            ..
+        } => figure(expr).or_else(|| match kind {
+            CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast | CastKind::SafeCast => {
+                type_name(data_type)
+            }
+        }),
+        Expr::TypedString(t) => type_name(&t.data_type),
+        Expr::Case { .. } => Some("case".into()),
+        Expr::Exists { .. } => Some("exists".into()),
+        Expr::Array(_) => Some("array".into()),
+        Expr::Subquery(q) => leftmost_select(q)
+            .and_then(|s| s.projection.first())
+            .and_then(|item| match item {
+                SelectItem::UnnamedExpr(e) => figure(e),
+                SelectItem::ExprWithAlias { alias, .. } => Some(ident(alias)),
+                _ => None,
+            }),
+        Expr::Extract { .. } => Some("extract".into()),
+        Expr::Ceil { .. } => Some("ceil".into()),
+        Expr::Floor { .. } => Some("floor".into()),
+        Expr::Position { .. } => Some("position".into()),
+        Expr::Substring { .. } => Some("substring".into()),
+        Expr::Trim { .. } => Some("btrim".into()),
+        Expr::Overlay { .. } => Some("overlay".into()),
+        Expr::Interval(_) => Some("interval".into()),
+        _ => None,
+    }
+}
+
+/// An identifier as PostgreSQL folds it: unquoted ones in lower case.
+fn ident(i: &datafusion::sql::sqlparser::ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// The name of a cast's type, as PostgreSQL names the column (`int4`, `timestamptz`).
+fn type_name(t: &SqlType) -> Option<String> {
+    let name = match t {
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) => "int4",
+        SqlType::BigInt(_) | SqlType::Int8(_) => "int8",
+        SqlType::SmallInt(_) | SqlType::Int2(_) => "int2",
+        SqlType::Text => "text",
+        SqlType::Varchar(_) | SqlType::CharacterVarying(_) => "varchar",
+        SqlType::Char(_) | SqlType::Character(_) => "bpchar",
+        SqlType::Boolean | SqlType::Bool => "bool",
+        SqlType::Real | SqlType::Float4 => "float4",
+        SqlType::DoublePrecision | SqlType::Float8 | SqlType::Double(_) => "float8",
+        SqlType::Numeric(_) | SqlType::Decimal(_) => "numeric",
+        SqlType::Date => "date",
+        SqlType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => "timestamptz",
+        SqlType::Timestamp(_, _) => "timestamp",
+        SqlType::Interval { .. } => "interval",
+        SqlType::JSON => "json",
+        SqlType::JSONB => "jsonb",
+        SqlType::Custom(name, _) => return name.0.last().map(|p| p.to_string().to_lowercase()),
+        _ => return None,
+    };
+    Some(name.to_string())
+}
+
+/// `fields` with the names of `names` where one is given (and the counts agree).
+pub(crate) fn rename(fields: &[FieldInfo], names: &[Option<String>]) -> Option<Vec<FieldInfo>> {
+    if fields.len() != names.len() || names.iter().all(Option::is_none) {
+        return None;
+    }
+    Some(
+        fields
+            .iter()
+            .zip(names)
+            .map(|(f, name)| match name {
+                Some(name) if name != f.name() => FieldInfo::new(
+                    name.clone(),
+                    f.table_id(),
+                    f.column_id(),
+                    f.datatype().clone(),
+                    f.format(),
+                )
+                .with_format_options(f.format_options().clone())
+                .with_type_size(f.type_size())
+                .with_type_modifier(f.type_modifier()),
+                _ => f.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// Renames `fields` after `statement`'s select list, if it names any differently.
+pub(crate) fn renamed(statement: &Statement, fields: &Arc<Vec<FieldInfo>>) -> Arc<Vec<FieldInfo>> {
+    column_names(statement)
+        .and_then(|names| rename(fields, &names))
+        .map_or_else(|| fields.clone(), Arc::new)
+}
+
+/// The columns whose text needs PostgreSQL's timestamp form.
+pub(crate) fn timestamp_columns(fields: &[FieldInfo]) -> Vec<usize> {
+    fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            f.format() == FieldFormat::Text
+                && matches!(
+                    *f.datatype(),
+                    Type::TIMESTAMPTZ | Type::TIMESTAMP | Type::TIME | Type::TIMETZ
+                )
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A timestamp's text with its fractional seconds as PostgreSQL prints them: trailing
+/// zeros dropped, and the point with them when nothing is left (`…:01.500000+00` →
+/// `…:01.5+00`, `…:01.000000+00` → `…:01+00`).
+pub(crate) fn trim_fraction(text: &[u8]) -> Option<Vec<u8>> {
+    // The seconds' point: after `:SS`, followed by digits.
+    let point = (3..text.len()).find(|&i| {
+        text[i] == b'.'
+            && text[i - 3] == b':'
+            && text[i - 2].is_ascii_digit()
+            && text[i - 1].is_ascii_digit()
+    })?;
+    let digits_end = text[point + 1..]
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .map_or(text.len(), |n| point + 1 + n);
+    let mut keep = digits_end;
+    while keep > point + 1 && text[keep - 1] == b'0' {
+        keep -= 1;
+    }
+    if keep == digits_end {
+        return None;
+    }
+    if keep == point + 1 {
+        keep = point;
+    }
+    let mut out = Vec::with_capacity(text.len());
+    out.extend_from_slice(&text[..keep]);
+    out.extend_from_slice(&text[digits_end..]);
+    Some(out)
+}
+
+/// `row` with the timestamps in `columns` in PostgreSQL's text form.
+pub(crate) fn fix_row(row: DataRow, columns: &[usize]) -> DataRow {
+    if columns.is_empty() {
+        return row;
+    }
+    let mut input = row.data.clone().freeze();
+    let mut out = BytesMut::with_capacity(input.len());
+    let mut changed = false;
+    for index in 0..row.field_count.max(0) as usize {
+        if input.remaining() < 4 {
+            return row;
+        }
+        let len = input.get_i32();
+        if len < 0 {
+            out.put_i32(len);
+            continue;
+        }
+        let len = len as usize;
+        if input.remaining() < len {
+            return row;
+        }
+        let value = input.split_to(len);
+        match columns
+            .contains(&index)
+            .then(|| trim_fraction(&value))
+            .flatten()
+        {
+            Some(trimmed) => {
+                changed = true;
+                out.put_i32(trimmed.len() as i32);
+                out.put_slice(&trimmed);
+            }
+            None => {
+                out.put_i32(len as i32);
+                out.put_slice(&value);
+            }
+        }
+    }
+    if !changed {
+        return row;
+    }
+    DataRow::new(out, row.field_count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn names(sql: &str) -> Option<Vec<Option<String>>> {
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        column_names(&statement)
+    }
+
+    fn some(v: &[Option<&str>]) -> Option<Vec<Option<String>>> {
+        Some(v.iter().map(|s| s.map(str::to_string)).collect())
+    }
+
+    #[test]
+    fn unnamed_columns_are_named_as_postgres_names_them() {
+        assert_eq!(names("SELECT 1"), some(&[Some("?column?")]));
+        assert_eq!(
+            names("SELECT count(*), now(), current_timestamp, pod_name, 1 AS one FROM alerts"),
+            some(&[
+                Some("count"),
+                Some("now"),
+                Some("current_timestamp"),
+                None,
+                None
+            ])
+        );
+        assert_eq!(
+            names("SELECT '1'::int, pid::text, CAST(x AS timestamptz), a + 1 FROM t"),
+            some(&[Some("int4"), Some("pid"), Some("x"), Some("?column?")])
+        );
+        assert_eq!(
+            names("SELECT CASE WHEN true THEN 1 END, EXISTS (SELECT 1), (SELECT max(pid) FROM t)"),
+            some(&[Some("case"), Some("exists"), Some("max")])
+        );
+        assert_eq!(names("SELECT 1 UNION SELECT 2"), some(&[Some("?column?")]));
+        assert_eq!(names("SELECT * FROM t"), None);
+        assert_eq!(names("SHOW search_path"), None);
+    }
+
+    #[test]
+    fn fractional_seconds_print_as_postgres_prints_them() {
+        let trim = |s: &str| trim_fraction(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            trim("2026-11-23 03:00:01.500000+00").as_deref(),
+            Some("2026-11-23 03:00:01.5+00")
+        );
+        assert_eq!(
+            trim("2026-11-23 03:00:01.000000+00").as_deref(),
+            Some("2026-11-23 03:00:01+00")
+        );
+        assert_eq!(trim("2026-11-23 03:00:01.123456+00"), None);
+        assert_eq!(
+            trim("Mon Nov 23 03:00:01.250000 2026 UTC").as_deref(),
+            Some("Mon Nov 23 03:00:01.25 2026 UTC")
+        );
+        assert_eq!(
+            trim("23.11.2026 03:00:01.000000").as_deref(),
+            Some("23.11.2026 03:00:01")
+        );
+        assert_eq!(trim("no time"), None);
+    }
+
+    #[test]
+    fn rows_are_rewritten_field_by_field() {
+        let mut data = BytesMut::new();
+        for v in [Some("2026-11-23 03:00:01.500000+00"), None, Some("x.000")] {
+            match v {
+                Some(v) => {
+                    data.put_i32(v.len() as i32);
+                    data.put_slice(v.as_bytes());
+                }
+                None => data.put_i32(-1),
+            }
+        }
+        let row = fix_row(DataRow::new(data, 3), &[0, 2]);
+        let mut expected = BytesMut::new();
+        expected.put_i32(24);
+        expected.put_slice(b"2026-11-23 03:00:01.5+00");
+        expected.put_i32(-1);
+        expected.put_i32(5);
+        expected.put_slice(b"x.000");
+        assert_eq!(row.data, expected);
+    }
+}
