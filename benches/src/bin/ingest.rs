@@ -105,7 +105,8 @@ fn run(args: &Args) -> Result<(), String> {
         };
         let (plain, ruled_rate) = (rate(&armorlake), rate(ruled));
         println!(
-            "\nalert rules: {} events/s acknowledged without rules, {} events/s with {}              predicate rules: {:+.1} % (goal: no more than 10 % slower)",
+            "\nalert rules: {} events/s acknowledged without rules, {} events/s with {} \
+             predicate rules: {:+.1} % (goal: no more than 10 % slower)",
             thousands(plain as u64),
             thousands(ruled_rate as u64),
             args.rules,
