@@ -114,23 +114,38 @@ pub async fn tail(args: TailArgs, shutdown: CancellationToken) -> Result<(), Str
             _ = shutdown.cancelled() => return Ok(()),
             m = client.simple_query(&poll) => m.map_err(error)?,
         };
-        let mut out = std::io::stdout().lock();
-        for message in messages {
-            let SimpleQueryMessage::Row(row) = message else {
-                continue;
-            };
-            let shown = row.len().saturating_sub(1);
-            if !header {
-                let names: Vec<&str> = row.columns()[..shown].iter().map(|c| c.name()).collect();
-                let _ = writeln!(out, "{}", names.join(" | "));
-                header = true;
-            }
-            let values: Vec<&str> = (0..shown).map(|i| row.get(i).unwrap_or("")).collect();
-            let _ = writeln!(out, "{}", values.join(" | "));
-            if let Some(micros) = row.get(shown).and_then(|v| v.parse::<i64>().ok()) {
-                latest = latest.max(micros);
-            }
+        match print_rows(&messages, &mut header, &mut latest) {
+            Ok(()) => {}
+            // Whoever read our output has gone (`armorlake tail … | head`): done.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(format!("writing rows: {e}")),
         }
-        let _ = out.flush();
     }
+}
+
+/// Prints the rows of one poll (the header before the first row ever), and moves `latest`
+/// to the newest timestamp printed.
+fn print_rows(
+    messages: &[SimpleQueryMessage],
+    header: &mut bool,
+    latest: &mut i64,
+) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for message in messages {
+        let SimpleQueryMessage::Row(row) = message else {
+            continue;
+        };
+        let shown = row.len().saturating_sub(1);
+        if !*header {
+            let names: Vec<&str> = row.columns()[..shown].iter().map(|c| c.name()).collect();
+            writeln!(out, "{}", names.join(" | "))?;
+            *header = true;
+        }
+        let values: Vec<&str> = (0..shown).map(|i| row.get(i).unwrap_or("")).collect();
+        writeln!(out, "{}", values.join(" | "))?;
+        if let Some(micros) = row.get(shown).and_then(|v| v.parse::<i64>().ok()) {
+            *latest = (*latest).max(micros);
+        }
+    }
+    out.flush()
 }

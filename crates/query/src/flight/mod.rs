@@ -95,7 +95,6 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let auth = Arc::new(Auth::new(options.credentials));
     let service = FlightSql {
-        ctx: engine.context().clone(),
         engine: engine.clone(),
         auth: auth.clone(),
         statements: Statements::default(),
@@ -122,7 +121,6 @@ pub async fn serve(
 
 /// The Flight SQL service over a DataFusion session.
 struct FlightSql {
-    ctx: Arc<SessionContext>,
     engine: QueryEngine,
     auth: Arc<Auth>,
     statements: Statements,
@@ -214,7 +212,8 @@ fn stream_batch(batch: RecordBatch) -> Response<DoGetStream> {
 impl FlightSql {
     /// Plans `sql` as a statement query.
     async fn statement(&self, sql: &str) -> Result<DataFrame, Status> {
-        self.ctx
+        self.engine
+            .context()
             .sql_with_options(sql, read_only())
             .await
             .map_err(status)
@@ -246,7 +245,7 @@ impl FlightSql {
         let planned = async {
             let ctx = self
                 .engine
-                .statement_context(&self.ctx, &query_id)
+                .statement_context(self.engine.context(), &query_id)
                 .map_err(status)?;
             plan(ctx).await
         }
@@ -265,7 +264,8 @@ impl FlightSql {
     async fn prepare(&self, sql: &str) -> Result<LogicalPlan, Status> {
         let sql = prepared::number_question_marks(sql);
         let plan = self
-            .ctx
+            .engine
+            .context()
             .state()
             .create_logical_plan(&sql)
             .await
@@ -378,7 +378,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let frame = self
-            .prepared(&self.ctx, &query.prepared_statement_handle)
+            .prepared(self.engine.context(), &query.prepared_statement_handle)
             .await?;
         let schema = frame.schema().as_arrow().clone();
         flight_info(
@@ -451,7 +451,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetCatalogs,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let batch = metadata::catalogs(&self.ctx, query)?;
+        let batch = metadata::catalogs(self.engine.context(), query)?;
         Ok(stream_batch(batch))
     }
 
@@ -473,7 +473,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let batch = metadata::schemas(&self.ctx, query)?;
+        let batch = metadata::schemas(self.engine.context(), query)?;
         Ok(stream_batch(batch))
     }
 
@@ -495,7 +495,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let batch = metadata::tables(&self.ctx, query).await?;
+        let batch = metadata::tables(self.engine.context(), query).await?;
         Ok(stream_batch(batch))
     }
 
