@@ -1,5 +1,7 @@
 //! Helpers of armorlake's benchmarks (the binaries are under `src/bin`).
 //!
+//! - [`embedded`]: `armorlake up` and a simulator in this process, for the benchmarks
+//!   that read rows out of one node.
 //! - [`copy`]: Arrow record batches as PostgreSQL `COPY ... FROM STDIN` text, and the
 //!   `CREATE TABLE` of an armorlake table in PostgreSQL's types.
 //! - [`ingest`]: the `ingest` benchmark's run and report.
@@ -8,6 +10,7 @@
 //! - [`process`]: this process's memory (VmRSS, VmHWM) and CPU time, and the machine's.
 
 pub mod copy;
+pub mod embedded;
 pub mod ingest;
 pub mod load;
 pub mod postgres;

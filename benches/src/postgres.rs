@@ -52,6 +52,11 @@ impl Binaries {
         })
     }
 
+    /// The psql program.
+    pub fn psql(&self) -> &Path {
+        &self.psql
+    }
+
     fn program(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

@@ -1,7 +1,7 @@
 //! What real clients send and need back, over tokio-postgres against `armorlake up`:
-//! Npgsql 4.0.17's type-loading batch and `DISCARD ALL`, Grafana's column picker
-//! and a time-series query with its macros expanded, per-connection settings, and
-//! PostgreSQL's column names and types. The client SQL is in tests/sql/, exactly as the
+//! Npgsql 4.0.17's type-loading batch and `DISCARD ALL`, Grafana's table and column
+//! pickers and a time-series query with its macros expanded, per-connection settings,
+//! PostgreSQL's column names and types and its information_schema, and psql's COPY. The client SQL is in tests/sql/, exactly as the
 //! clients send it.
 
 use std::time::{Duration, SystemTime};
@@ -196,12 +196,43 @@ fn grafana_column_picker_and_time_series() {
     rt.block_on(async {
         let client = connect(up.pg_port).await;
 
+        // Table picker: the tables on the search path (public) first and unqualified,
+        // then the others with their schema; no catalog schemas. Both protocols.
+        let tables_sql = client_sql("grafana-table-picker.sql");
+        let tables = &simple(&client, &tables_sql).await[0];
+        assert_eq!(tables.columns, ["table"]);
+        let names: Vec<&str> = tables.column("table").into_iter().flatten().collect();
+        assert_eq!(names[..3], ["alerts", "logs", "messages"], "{names:?}");
+        assert!(names.contains(&"armorlake.rule_firings"), "{names:?}");
+        assert!(
+            names[3..].iter().all(|n| n.starts_with("armorlake.")),
+            "{names:?}"
+        );
+        let extended: Vec<String> = client
+            .query(tables_sql.as_str(), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(extended, names);
+
         // Column picker for alerts: PostgreSQL's type names.
         let columns_sql = client_sql("grafana-column-picker.sql").replace("TABLE", "alerts");
         let columns = &simple(&client, &columns_sql).await[0];
         assert_eq!(columns.columns, ["column", "type"]);
-        // Every column of alerts, by its name. (Its `data_type` is still DataFusion's type
-        // name, not PostgreSQL's: information_schema is not PostgreSQL-shaped yet.)
+        let type_of = |name: &str| {
+            let i = columns
+                .column("column")
+                .iter()
+                .position(|c| *c == Some(name));
+            i.and_then(|i| columns.column("type")[i])
+        };
+        assert_eq!(type_of("timestamp"), Some("timestamp with time zone"));
+        assert_eq!(type_of("pod_name"), Some("text"));
+        assert_eq!(type_of("severity"), Some("integer"));
+        assert_eq!(type_of("atags"), Some("ARRAY"));
+        // Every column of alerts, by its name.
         let mut names: Vec<&str> = columns.column("column").into_iter().flatten().collect();
         names.sort_unstable();
         let schema = armorlake_common::Table::Alerts.schema();
@@ -396,5 +427,167 @@ fn results_look_like_postgres_results() {
             let sql = format!("SELECT CAST('{literal}' AS timestamptz)");
             assert_eq!(value(&client, &sql).await, text, "{sql}");
         }
+
+        // A `*` keeps its columns' names and the items around it get PostgreSQL's.
+        let star = &simple(&client, "SELECT 1, *, 2 AS two FROM (SELECT 3 AS a) t").await[0];
+        assert_eq!(star.columns, ["?column?", "a", "two"]);
+
+        // information_schema as PostgreSQL has it.
+        let columns = &simple(
+            &client,
+            "SELECT column_name, ordinal_position, data_type, udt_name, is_nullable, \
+                    numeric_precision, datetime_precision \
+             FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = 'alerts' \
+             ORDER BY ordinal_position",
+        )
+        .await[0];
+        let schema = armorlake_common::Table::Alerts.schema();
+        assert_eq!(columns.rows.len(), schema.fields().len());
+        let row = |name: &str| {
+            columns
+                .rows
+                .iter()
+                .find(|r| r[0].as_deref() == Some(name))
+                .unwrap_or_else(|| panic!("no column {name}"))
+                .iter()
+                .map(|v| v.as_deref())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            row("timestamp"),
+            [
+                Some("timestamp"),
+                Some("1"),
+                Some("timestamp with time zone"),
+                Some("timestamptz"),
+                Some("NO"),
+                None,
+                Some("6")
+            ]
+        );
+        assert_eq!(
+            row("severity")[2..6],
+            [Some("integer"), Some("int4"), Some("YES"), Some("32")]
+        );
+        assert_eq!(row("atags")[2..4], [Some("ARRAY"), Some("_text")]);
+        let types = &simple(
+            &client,
+            "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+             WHERE table_name IN ('alerts', 'nodes', 'pg_class') ORDER BY 1, 2",
+        )
+        .await[0];
+        let types: Vec<Vec<Option<&str>>> = types
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|v| v.as_deref()).collect())
+            .collect();
+        assert!(
+            types.contains(&vec![Some("public"), Some("alerts"), Some("BASE TABLE")]),
+            "{types:?}"
+        );
+        assert!(
+            types.contains(&vec![Some("armorlake"), Some("nodes"), Some("VIEW")]),
+            "{types:?}"
+        );
+        // PowerBI's constraint views exist, empty: armorlake's tables have no keys.
+        for view in [
+            "table_constraints",
+            "key_column_usage",
+            "referential_constraints",
+        ] {
+            let sql = format!("SELECT count(*) FROM information_schema.{view}");
+            assert_eq!(value(&client, &sql).await, "0", "{sql}");
+        }
+        let schemata = &simple(
+            &client,
+            "SELECT schema_name FROM information_schema.schemata ORDER BY 1",
+        )
+        .await[0];
+        let schemata: Vec<_> = schemata
+            .column("schema_name")
+            .into_iter()
+            .flatten()
+            .collect();
+        for schema in ["armorlake", "information_schema", "pg_catalog", "public"] {
+            assert!(schemata.contains(&schema), "{schemata:?}");
+        }
     });
+}
+
+/// psql's `\copy … to stdout` and `COPY … TO STDOUT`, in text and CSV; COPY to a file on
+/// the server is refused.
+#[test]
+fn copy_to_stdout_with_psql() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with_alerts(dir.path());
+    let run = |args: &[&str]| {
+        let out = crate::support::psql(up.pg_port, args);
+        assert!(
+            out.status.success(),
+            "psql {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(&[
+        "-c",
+        "COPY (SELECT i, 'a\tb' || i AS s, NULL AS n FROM generate_series(1, 3) AS t(i)) \
+         TO STDOUT",
+    ]);
+    assert_eq!(text, "1\ta\\tb1\t\\N\n2\ta\\tb2\t\\N\n3\ta\\tb3\t\\N\n");
+    let csv = run(&[
+        "-c",
+        "COPY (SELECT i AS \"n\", 'x,' || i AS s FROM generate_series(1, 2) AS t(i)) \
+         TO STDOUT WITH (FORMAT csv, HEADER true)",
+    ]);
+    assert_eq!(csv, "n,s\n1,\"x,1\"\n2,\"x,2\"\n");
+
+    // A table's rows, with psql's \copy, are the rows a query gives.
+    // Up to a second already stored, so both see the same rows.
+    let cutoff = crate::support::query(
+        up.pg_port,
+        "SELECT CAST(floor(extract(epoch FROM max(\"timestamp\"))) AS bigint) FROM alerts",
+    )
+    .remove(0);
+    let filter = format!(
+        "WHERE \"timestamp\" < to_timestamp({cutoff}) ORDER BY \"timestamp\", pod_name, severity"
+    );
+    let copied = run(&[
+        "-c",
+        &format!(
+            "\\copy (SELECT \"timestamp\", pod_name, severity FROM alerts {filter}) to stdout"
+        ),
+    ]);
+    let queried = run(&[
+        "-A",
+        "-t",
+        "-F",
+        "\t",
+        "-P",
+        "null=\\N",
+        "-c",
+        &format!("SELECT \"timestamp\", pod_name, severity FROM alerts {filter}"),
+    ]);
+    let queried: Vec<&str> = queried.lines().collect();
+    let copied: Vec<&str> = copied.lines().collect();
+    assert!(copied.len() > 100, "{} rows", copied.len());
+    assert_eq!(copied, queried);
+
+    // COPY to a file would write on the server: refused, nothing written.
+    let target = dir.path().join("stolen.csv");
+    let out = crate::support::psql(
+        up.pg_port,
+        &["-c", &format!("COPY alerts TO '{}'", target.display())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("42501"),
+        "{stderr}"
+    );
+    assert!(!target.exists());
+    let out = crate::support::psql(up.pg_port, &["-c", "COPY alerts TO STDOUT (FORMAT binary)"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0A000"));
+    // The session goes on.
+    assert_eq!(crate::support::query(up.pg_port, "SELECT 1"), ["1"]);
 }

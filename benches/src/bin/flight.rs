@@ -17,17 +17,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use armorlake_benches::embedded::{Embedded, events_for_logs, wait_for_all};
 use armorlake_benches::thousands;
-use armorlake_node::{FlightOptions, FrontEnds, Listening, PullOptions, UpConfig, run_up};
-use armorlake_sim::{SimConfig, Simulator};
-use armorlake_storage::StoreOptions;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use tokio_postgres::{NoTls, SimpleQueryMessage};
-use tokio_util::sync::CancellationToken;
+use tokio_postgres::SimpleQueryMessage;
 
 /// Rows of logs through Flight SQL and through pgwire, same rows, same run.
 #[derive(Debug, Parser)]
@@ -65,45 +62,10 @@ fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let temp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().into());
-    // Logs are well over 3/4 of the simulator's events.
-    let events = args.rows * 4 / 3 + 1000;
-    let shutdown = CancellationToken::new();
-
-    let sim = Simulator::new(SimConfig {
-        rate: 0,
-        count: Some(events),
-        ..SimConfig::default()
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("binding the simulator: {e}"))?;
-    let sim_addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(sim.serve(listener, shutdown.clone().cancelled_owned()));
-
-    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    let config = UpConfig {
-        data_dir,
-        front: FrontEnds {
-            pg_listen: loopback(0),
-            pg: Default::default(),
-            flight_listen: loopback(0),
-            flight: FlightOptions::default(),
-            query_memory_limit: None,
-        },
-        kubearmor: vec![sim_addr.to_string()],
-        simulate: 0,
-        pull: PullOptions::default(),
-        store: StoreOptions::default(),
-    };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Listening>();
-    let up = tokio::spawn(run_up(config, shutdown.clone(), move |addrs| {
-        let _ = ready_tx.send(addrs);
-    }));
-    let addrs = ready_rx
-        .await
-        .map_err(|_| "armorlake up stopped before it was ready".to_string())?;
-
-    let pg = pg_connect(addrs.pg).await?;
+    let events = events_for_logs(args.rows);
+    let up = Embedded::start(events, data_dir).await?;
+    let flight_addr = up.addrs.flight;
+    let pg = up.connect().await?;
     println!(
         "loading {} events (as fast as the operator takes them) …",
         thousands(events)
@@ -124,7 +86,7 @@ async fn run(args: Args) -> Result<(), String> {
     let mut flight_best = f64::MAX;
     let mut pg_best = f64::MAX;
     for run in 1..=args.repeat {
-        let (rows, secs) = through_flight(addrs.flight, &sql).await?;
+        let (rows, secs) = through_flight(flight_addr, &sql).await?;
         report(run, "Flight SQL", rows, secs);
         flight_best = flight_best.min(secs);
         let (rows, secs) = through_pgwire(&pg, &sql).await?;
@@ -139,12 +101,7 @@ async fn run(args: Args) -> Result<(), String> {
         pg_best / flight_best
     );
 
-    shutdown.cancel();
-    match up.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    up.stop().await
 }
 
 fn report(run: u32, what: &str, rows: u64, secs: f64) {
@@ -154,50 +111,6 @@ fn report(run: u32, what: &str, rows: u64, secs: f64) {
         secs,
         thousands((rows as f64 / secs) as u64)
     );
-}
-
-async fn pg_connect(addr: SocketAddr) -> Result<tokio_postgres::Client, String> {
-    let conn = format!(
-        "host={} port={} user=armorlake dbname=kubearmor",
-        addr.ip(),
-        addr.port()
-    );
-    let (client, connection) = tokio_postgres::connect(&conn, NoTls)
-        .await
-        .map_err(|e| format!("connecting to PostgreSQL front end: {e}"))?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-async fn count(pg: &tokio_postgres::Client, sql: &str) -> Result<u64, String> {
-    let messages = pg.simple_query(sql).await.map_err(|e| e.to_string())?;
-    messages
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse().ok()),
-            _ => None,
-        })
-        .ok_or_else(|| format!("no count from {sql}"))
-}
-
-/// Waits until the store holds all `events`; returns the number of logs.
-async fn wait_for_all(pg: &tokio_postgres::Client, events: u64) -> Result<u64, String> {
-    let started = Instant::now();
-    loop {
-        let total = count(
-            pg,
-            "SELECT (SELECT count(*) FROM alerts) + (SELECT count(*) FROM logs) \
-             + (SELECT count(*) FROM messages)",
-        )
-        .await?;
-        if total >= events {
-            return count(pg, "SELECT count(*) FROM logs").await;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err(format!("only {total} of {events} events after 10 minutes"));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 async fn through_flight(addr: SocketAddr, sql: &str) -> Result<(u64, f64), String> {

@@ -15,6 +15,7 @@ pub mod codec;
 pub mod distribute;
 pub mod flight;
 pub mod functions;
+pub mod info_schema;
 pub mod metrics;
 pub mod notices;
 pub mod pg;
@@ -84,7 +85,8 @@ impl QueryEngine {
         channels: WorkerChannels,
     ) -> Result<Self> {
         let config = SessionConfig::new()
-            .with_information_schema(true)
+            // armorlake's own, PostgreSQL-shaped information_schema (see `info_schema`).
+            .with_information_schema(false)
             .with_default_catalog_and_schema(DATABASE, EVENT_SCHEMA)
             .with_create_default_catalog_and_schema(true)
             .with_option_extension(ArmorlakeOptions::default());
@@ -102,6 +104,10 @@ impl QueryEngine {
         }
         catalog.register_schema(EVENT_SCHEMA, Arc::new(events))?;
         catalog.register_schema(SYSTEM_SCHEMA, Arc::new(system::schema(meta.clone())))?;
+        catalog.register_schema(
+            info_schema::INFORMATION_SCHEMA,
+            Arc::new(info_schema::schema()),
+        )?;
 
         setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider).map_err(|e| *e)?;
         pg_functions::register(&ctx);

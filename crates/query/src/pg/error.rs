@@ -25,6 +25,7 @@ mod code {
     pub const CONNECTION_FAILURE: &str = "08006";
     pub const INTERNAL_ERROR: &str = "XX000";
     pub const UNDEFINED_OBJECT: &str = "42704";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 }
 
 /// Rewrites a pgwire API error (a DataFusion or parser error) into a PostgreSQL error with
@@ -186,6 +187,27 @@ pub(crate) fn invalid_parameter(name: &str, value: &str) -> PgWireError {
         code::INVALID_PARAMETER_VALUE,
         format!("invalid value for parameter \"{name}\": \"{value}\""),
     )
+}
+
+/// A statement's option armorlake cannot use (22023).
+pub(crate) fn invalid_option(message: String) -> PgWireError {
+    error(code::INVALID_PARAMETER_VALUE, message)
+}
+
+/// A statement armorlake does not support (0A000).
+pub(crate) fn feature_not_supported(message: String) -> PgWireError {
+    error(code::FEATURE_NOT_SUPPORTED, message)
+}
+
+/// `COPY … TO` a file or program: it would write on the server (42501, as PostgreSQL
+/// answers a user without `pg_write_server_files`).
+pub(crate) fn server_file_copy() -> PgWireError {
+    let mut info = error_info(
+        code::INSUFFICIENT_PRIVILEGE,
+        "COPY to a file or program is not allowed: it would write on the server".into(),
+    );
+    info.hint = Some("Use COPY … TO STDOUT (psql: \\copy) to receive the rows.".into());
+    PgWireError::UserError(Box::new(info))
 }
 
 /// An ERROR with SQLSTATE `code` about a setting (`SET`, `SHOW`, `RESET`).

@@ -6,7 +6,8 @@
 //! - `readonly.rs`: DDL and DML are refused (25006).
 //! - `alerts.rs`: CREATE/DROP ALERT RULE, LISTEN/UNLISTEN; `connection.rs`: each
 //!   connection's message loop, which also sends the notifications of its LISTENs.
-//! - `rewrite.rs`: armorlake's rewrites of catalog queries clients send.
+//! - `copy.rs`: `COPY … TO STDOUT` (text and CSV). The rewrites of catalog queries clients
+//!   send are in the `armorlake-rewrite` crate.
 //! - `settings.rs`: per-session `SET`/`SHOW`/`RESET` and `current_setting()`.
 //! - `output.rs`: column names and timestamp text as PostgreSQL gives them.
 //! - `error.rs`: the single mapping of errors to SQLSTATEs.
@@ -14,12 +15,12 @@
 mod alerts;
 mod cancel;
 mod connection;
+mod copy;
 mod discard;
 mod error;
 mod options;
 mod output;
 mod readonly;
-mod rewrite;
 mod scram;
 mod session;
 mod settings;

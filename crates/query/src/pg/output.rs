@@ -19,23 +19,37 @@ use datafusion_postgres::pgwire::api::Type;
 use datafusion_postgres::pgwire::api::results::{FieldFormat, FieldInfo};
 use datafusion_postgres::pgwire::messages::data::DataRow;
 
-/// PostgreSQL's names for the columns of `statement`'s result, one per select-list item;
-/// `None` where the item keeps the name DataFusion gives it (a column, an alias), and no
-/// list at all when the items cannot be matched to columns (`*`, not a query).
-pub(crate) fn column_names(statement: &Statement) -> Option<Vec<Option<String>>> {
+/// PostgreSQL's names for the columns of a result, one per select-list item: `None`
+/// where the item keeps the name DataFusion gives it (a column, an alias).
+#[derive(Debug, PartialEq)]
+pub(crate) struct ColumnNames {
+    items: Vec<Option<String>>,
+    /// The item that is a `*` (or `t.*`), if one is: its columns keep their names.
+    star: Option<usize>,
+}
+
+/// PostgreSQL's names for the columns of `statement`'s result; `None` when the items cannot
+/// be matched to columns (more than one `*`, not a query).
+pub(crate) fn column_names(statement: &Statement) -> Option<ColumnNames> {
     let Statement::Query(query) = statement else {
         return None;
     };
     let select = leftmost_select(query)?;
-    select
-        .projection
-        .iter()
-        .map(|item| match item {
-            SelectItem::UnnamedExpr(e) => Some(unnamed(e)),
-            SelectItem::ExprWithAlias { .. } => Some(None),
-            _ => None,
-        })
-        .collect()
+    let mut star = None;
+    let mut items = Vec::with_capacity(select.projection.len());
+    for (i, item) in select.projection.iter().enumerate() {
+        items.push(match item {
+            SelectItem::UnnamedExpr(e) => unnamed(e),
+            SelectItem::ExprWithAlias { .. } | SelectItem::ExprWithAliases { .. } => None,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                if star.replace(i).is_some() {
+                    return None;
+                }
+                None
+            }
+        });
+    }
+    Some(ColumnNames { items, star })
 }
 
 /// The select whose items name the columns: PostgreSQL takes a set operation's names from
@@ -139,10 +153,24 @@ fn type_name(t: &SqlType) -> Option<String> {
 }
 
 /// `fields` with the names of `names` where one is given (and the counts agree).
-pub(crate) fn rename(fields: &[FieldInfo], names: &[Option<String>]) -> Option<Vec<FieldInfo>> {
-    if fields.len() != names.len() || names.iter().all(Option::is_none) {
+pub(crate) fn rename(fields: &[FieldInfo], names: &ColumnNames) -> Option<Vec<FieldInfo>> {
+    if names.items.iter().all(Option::is_none) {
         return None;
     }
+    let names: Vec<&Option<String>> = match names.star {
+        None if fields.len() == names.items.len() => names.items.iter().collect(),
+        // The `*` stands for the columns the other items do not account for.
+        Some(star) if fields.len() + 1 >= names.items.len() => {
+            let spread = fields.len() + 1 - names.items.len();
+            let kept = &None;
+            names.items[..star]
+                .iter()
+                .chain(std::iter::repeat_n(kept, spread))
+                .chain(&names.items[star + 1..])
+                .collect()
+        }
+        _ => return None,
+    };
     Some(
         fields
             .iter()
@@ -223,43 +251,47 @@ pub(crate) fn fix_row(row: DataRow, columns: &[usize]) -> DataRow {
     if columns.is_empty() {
         return row;
     }
-    let mut input = row.data.clone().freeze();
-    let mut out = BytesMut::with_capacity(input.len());
-    let mut changed = false;
+    // Most timestamps need no change: look first, copy only a row that does.
+    let mut input = &row.data[..];
+    let mut out: Option<BytesMut> = None;
     for index in 0..row.field_count.max(0) as usize {
+        let field_start = row.data.len() - input.len();
         if input.remaining() < 4 {
             return row;
         }
         let len = input.get_i32();
-        if len < 0 {
-            out.put_i32(len);
-            continue;
-        }
-        let len = len as usize;
-        if input.remaining() < len {
+        let value_len = usize::try_from(len).unwrap_or(0);
+        if input.remaining() < value_len {
             return row;
         }
-        let value = input.split_to(len);
-        match columns
-            .contains(&index)
-            .then(|| trim_fraction(&value))
-            .flatten()
-        {
-            Some(trimmed) => {
-                changed = true;
+        let value = &input[..value_len];
+        let trimmed = (len >= 0 && columns.contains(&index))
+            .then(|| trim_fraction(value))
+            .flatten();
+        match (&mut out, trimmed) {
+            (out @ None, Some(trimmed)) => {
+                let mut fixed = BytesMut::with_capacity(row.data.len());
+                fixed.put_slice(&row.data[..field_start]);
+                fixed.put_i32(trimmed.len() as i32);
+                fixed.put_slice(&trimmed);
+                *out = Some(fixed);
+            }
+            (Some(out), Some(trimmed)) => {
                 out.put_i32(trimmed.len() as i32);
                 out.put_slice(&trimmed);
             }
-            None => {
-                out.put_i32(len as i32);
-                out.put_slice(&value);
+            (Some(out), None) => {
+                out.put_i32(len);
+                out.put_slice(value);
             }
+            (None, None) => {}
         }
+        input.advance(value_len);
     }
-    if !changed {
-        return row;
+    match out {
+        Some(out) => DataRow::new(out, row.field_count),
+        None => row,
     }
-    DataRow::new(out, row.field_count)
 }
 
 #[cfg(test)]
@@ -272,7 +304,7 @@ mod tests {
         let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
             .unwrap()
             .remove(0);
-        column_names(&statement)
+        column_names(&statement).map(|names| names.items)
     }
 
     fn some(v: &[Option<&str>]) -> Option<Vec<Option<String>>> {
@@ -301,8 +333,31 @@ mod tests {
             some(&[Some("case"), Some("exists"), Some("max")])
         );
         assert_eq!(names("SELECT 1 UNION SELECT 2"), some(&[Some("?column?")]));
-        assert_eq!(names("SELECT * FROM t"), None);
+        assert_eq!(names("SELECT * FROM t"), some(&[None]));
+        assert_eq!(names("SELECT t.*, u.* FROM t, u"), None);
         assert_eq!(names("SHOW search_path"), None);
+    }
+
+    #[test]
+    fn a_star_keeps_the_names_of_the_columns_it_stands_for() {
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT 1, *, 2 AS two FROM t")
+            .unwrap()
+            .remove(0);
+        let names = column_names(&statement).unwrap();
+        let field =
+            |name: &str| FieldInfo::new(name.into(), None, None, Type::INT8, FieldFormat::Text);
+        let fields: Vec<_> = ["Int64(1)", "a", "b", "two"].map(field).into();
+        let renamed: Vec<_> = rename(&fields, &names)
+            .unwrap()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        assert_eq!(renamed, ["?column?", "a", "b", "two"]);
+        // A table without columns: the star stands for none.
+        let fields: Vec<_> = ["Int64(1)", "two"].map(field).into();
+        assert_eq!(rename(&fields, &names).unwrap()[0].name(), "?column?");
+        // Fewer columns than the other items: no match.
+        assert!(rename(&fields[..1], &names).is_none());
     }
 
     #[test]
@@ -348,5 +403,27 @@ mod tests {
         expected.put_i32(5);
         expected.put_slice(b"x.000");
         assert_eq!(row.data, expected);
+
+        // A change after untouched fields keeps them; a row with none stays as it was.
+        let encode = |values: &[Option<&str>]| {
+            let mut data = BytesMut::new();
+            for v in values {
+                match v {
+                    Some(v) => {
+                        data.put_i32(v.len() as i32);
+                        data.put_slice(v.as_bytes());
+                    }
+                    None => data.put_i32(-1),
+                }
+            }
+            DataRow::new(data, values.len() as i16)
+        };
+        let later = [None, Some("a"), Some("2026-11-23 03:00:01.250000+00")];
+        assert_eq!(
+            fix_row(encode(&later), &[2]).data,
+            encode(&[None, Some("a"), Some("2026-11-23 03:00:01.25+00")]).data
+        );
+        let exact = [Some("2026-11-23 03:00:01.123456+00"), Some("b")];
+        assert_eq!(fix_row(encode(&exact), &[0]).data, encode(&exact).data);
     }
 }

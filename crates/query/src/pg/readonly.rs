@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement};
+use datafusion::sql::sqlparser::ast::{CopyTarget, Query, SetExpr, Statement};
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::pgwire::api::ClientInfo;
 use datafusion_postgres::pgwire::api::results::Response;
-use datafusion_postgres::pgwire::error::PgWireResult;
+use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 
 use super::error;
 
@@ -30,7 +30,7 @@ impl QueryHook for ReadOnly {
         _ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        write_command(statement).map(|command| Err(error::read_only(&command)))
+        refusal(statement).map(Err)
     }
 
     async fn handle_extended_parse_query(
@@ -39,7 +39,7 @@ impl QueryHook for ReadOnly {
         _ctx: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        write_command(statement).map(|command| Err(error::read_only(&command)))
+        refusal(statement).map(Err)
     }
 
     async fn handle_extended_query(
@@ -50,8 +50,21 @@ impl QueryHook for ReadOnly {
         _ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        write_command(statement).map(|command| Err(error::read_only(&command)))
+        refusal(statement).map(Err)
     }
+}
+
+/// Why `statement` may not run, if it may not: it writes, or it would write a file on the
+/// server (`COPY … TO 'file'`, `TO PROGRAM`; `TO STDOUT` is how rows are exported).
+fn refusal(statement: &Statement) -> Option<PgWireError> {
+    if let Statement::Copy {
+        to: true, target, ..
+    } = statement
+        && !matches!(target, CopyTarget::Stdout)
+    {
+        return Some(error::server_file_copy());
+    }
+    write_command(statement).map(|command| error::read_only(&command))
 }
 
 /// PostgreSQL's command tag for `statement` if it writes, `None` if it only reads.
@@ -231,5 +244,25 @@ mod tests {
         ] {
             assert_eq!(tag(sql), None, "{sql}");
         }
+    }
+
+    #[test]
+    fn copies_to_server_files_are_refused() {
+        for sql in [
+            "COPY alerts TO '/tmp/alerts.csv'",
+            "COPY (SELECT 1) TO PROGRAM 'cat'",
+        ] {
+            let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+                .unwrap()
+                .remove(0);
+            let Some(PgWireError::UserError(info)) = refusal(&statement) else {
+                panic!("{sql} not refused");
+            };
+            assert_eq!(info.code, "42501", "{sql}");
+        }
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, "COPY alerts TO STDOUT")
+            .unwrap()
+            .remove(0);
+        assert!(refusal(&statement).is_none());
     }
 }

@@ -399,7 +399,17 @@ impl SimpleQueryHandler for Session {
         let mut timer = QueryTimer::start("pg", &query_id);
         tracing::debug!(query_id = %query_id, sql = query, "query received");
         self.start(client);
-        let query = &*super::rewrite::rewrite(query);
+        // COPY … TO STDOUT runs its query here, and writes the rows as COPY data at the end.
+        let copy = match super::copy::CopyTo::parse(query) {
+            Some(Ok(copy)) => Some(copy),
+            Some(Err(e)) => {
+                timer.finish(Outcome::Error);
+                return Err(e);
+            }
+            None => None,
+        };
+        let query = copy.as_ref().map_or(query, |c| c.query.as_str());
+        let query = &*armorlake_rewrite::rewrite(query);
         let limits = Limits::start(client, &self.runtime);
         let service = self.service_for(query, &query_id)?;
         let (responses, notices) = crate::notices::collect(
@@ -434,7 +444,14 @@ impl SimpleQueryHandler for Session {
                 limits.guard(r)
             })
             .collect();
-        Ok(observe(responses, timer))
+        let responses = observe(responses, timer);
+        Ok(match copy {
+            Some(copy) => responses
+                .into_iter()
+                .map(|r| copy.clone().respond(r))
+                .collect(),
+            None => responses,
+        })
     }
 }
 
@@ -556,7 +573,7 @@ impl QueryParser for Positioned {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let sql = &*super::rewrite::rewrite(sql);
+        let sql = &*armorlake_rewrite::rewrite(sql);
         self.0
             .parse_sql(client, sql, types)
             .await
