@@ -15,6 +15,7 @@ use futures::Stream;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
+use crate::distributed;
 use crate::pg_clients::python;
 use crate::support::{armorlake, eventually, psql, query, query_i64, start_up};
 
@@ -308,6 +309,93 @@ fn a_window_rule_fires_once_per_window_above_its_threshold() {
     assert_eq!(windows[0].0, "2026-11-22T10:00:00Z", "{rows:?}");
     assert_eq!(windows[1].0, "2026-11-22T10:00:04Z", "{rows:?}");
     assert!(windows.iter().all(|(_, count)| *count > 3), "{rows:?}");
+}
+
+/// One window rule over two operators (two clusters, each pulling its own KubeArmor): the
+/// master sums each window's counts over the operators and fires once when the sum is
+/// above the threshold, even when no operator alone is.
+#[test]
+fn a_window_rule_sums_its_windows_across_operators() {
+    let (east, west) = (KubeArmor::start(), KubeArmor::start());
+    let dir = tempfile::tempdir().unwrap();
+    let (_master, addr) = distributed::start_master(&dir.path().join("master"), "127.0.0.1:0");
+    let master = format!("http://{addr}");
+    let ops = [("east-1", "east", &east), ("west-1", "west", &west)];
+    let _operators: Vec<_> = ops
+        .iter()
+        .map(|(name, cluster, kubearmor)| {
+            let dir = dir.path().join(name);
+            distributed::start_operator(&master, name, cluster, &kubearmor.addr, &dir)
+        })
+        .collect();
+    let (_query, port) = distributed::start_query(&master);
+    create(
+        port,
+        "CREATE ALERT RULE spread ON alerts WHERE action = 'Block' \
+         WINDOW '2 seconds' HAVING count(*) > 3",
+    );
+    // A predicate rule created after it: once it fires on an operator, that operator
+    // runs both rules.
+    create(
+        port,
+        "CREATE ALERT RULE probe ON alerts WHERE namespace_name = 'probe'",
+    );
+    for (name, _, kubearmor) in ops {
+        let sql = format!(
+            "SELECT count(*) FROM armorlake.rule_firings WHERE rule = 'probe' AND operator = '{name}'"
+        );
+        eventually(Duration::from_secs(30), &format!("rules on {name}"), || {
+            kubearmor.push(alert("probe", "probe", "Audit", now_micros()));
+            std::thread::sleep(Duration::from_millis(300));
+            (query_i64(port, &sql) > 0).then_some(())
+        });
+    }
+
+    // Three windows of event time, long past: 2 + 2 (above 3 only summed), 2 + 1 (not
+    // above 3), 4 + 0.
+    let t0: i64 = 1_795_341_600_000_000;
+    let push = |kubearmor: &KubeArmor, start: i64, n: i64| {
+        for i in 0..n {
+            kubearmor.push(alert("prod", "p", "Block", t0 + start + i * 1000));
+        }
+    };
+    push(&east, 0, 2);
+    push(&west, 0, 2);
+    push(&east, 2_000_000, 2);
+    push(&west, 2_000_000, 1);
+    push(&east, 4_000_000, 4);
+    firings(port, "spread", 2);
+    // Every window has closed on both operators (long past): nothing more may fire.
+    std::thread::sleep(Duration::from_secs(3));
+    let rows = query(
+        port,
+        "SELECT operator, payload FROM armorlake.rule_firings WHERE rule = 'spread' \
+         ORDER BY event_time",
+    );
+    let windows: Vec<(String, String, u64)> = rows
+        .iter()
+        .map(|row| {
+            let (operator, payload) = row.split_once('|').unwrap();
+            let p: serde_json::Value = serde_json::from_str(payload).unwrap();
+            (
+                operator.to_string(),
+                p["window_start"].as_str().unwrap().to_string(),
+                p["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            (
+                "east-1,west-1".to_string(),
+                "2026-11-22T10:00:00Z".to_string(),
+                4
+            ),
+            ("east-1".to_string(), "2026-11-22T10:00:04Z".to_string(), 4),
+        ],
+        "{rows:?}"
+    );
 }
 
 /// An HTTP server on 127.0.0.1 that answers 200 to every request and hands over the

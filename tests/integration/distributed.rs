@@ -22,7 +22,7 @@ fn fixed_sim(seed: u64, events: u64, start: &str) -> Sim {
     start_sim(0, seed, &["--count", &events.to_string(), "--start", start])
 }
 
-fn start_master(dir: &Path, listen: &str) -> (Proc, String) {
+pub(crate) fn start_master(dir: &Path, listen: &str) -> (Proc, String) {
     let mut cmd = armorlake();
     cmd.args(["master", "--listen", listen, "--data-dir"])
         .arg(dir);
@@ -30,7 +30,13 @@ fn start_master(dir: &Path, listen: &str) -> (Proc, String) {
     (proc, line.rsplit(' ').next().unwrap().to_string())
 }
 
-fn start_operator(master: &str, name: &str, cluster: &str, sim: &str, dir: &Path) -> Proc {
+pub(crate) fn start_operator(
+    master: &str,
+    name: &str,
+    cluster: &str,
+    sim: &str,
+    dir: &Path,
+) -> Proc {
     let mut cmd = armorlake();
     cmd.args(["operator", "--master", master, "--name", name])
         .args(["--cluster", cluster, "--listen", "127.0.0.1:0"])
@@ -39,7 +45,7 @@ fn start_operator(master: &str, name: &str, cluster: &str, sim: &str, dir: &Path
     Proc::start(cmd, &format!("operator {name} is running")).0
 }
 
-fn start_query(master: &str) -> (Proc, u16) {
+pub(crate) fn start_query(master: &str) -> (Proc, u16) {
     let mut cmd = armorlake();
     cmd.args(["query", "--master", master, "--pg-listen", "127.0.0.1:0"])
         .args(["--flight-listen", "127.0.0.1:0"]);

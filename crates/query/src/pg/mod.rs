@@ -9,6 +9,7 @@
 //! - `copy.rs`: `COPY … TO STDOUT` (text and CSV). The rewrites of catalog queries clients
 //!   send are in the `armorlake-rewrite` crate.
 //! - `settings.rs`: per-session `SET`/`SHOW`/`RESET` and `current_setting()`.
+//! - `rows.rs`: the simple protocol's result rows, written in text straight from Arrow.
 //! - `output.rs`: column names and timestamp text as PostgreSQL gives them.
 //! - `error.rs`: the single mapping of errors to SQLSTATEs.
 
@@ -21,6 +22,7 @@ mod error;
 mod options;
 mod output;
 mod readonly;
+mod rows;
 mod scram;
 mod session;
 mod settings;
@@ -101,7 +103,7 @@ impl PgWireServerHandlers for Handlers {
 
 /// The session service: armorlake's read-only rule, DISCARD and settings first, then
 /// datafusion-postgres' own hooks (cursors, the SHOWs armorlake does not answer,
-/// transactions).
+/// transactions), and last the queries of the simple protocol, whose rows `rows.rs` writes.
 fn session_service(ctx: Arc<SessionContext>) -> DfSessionService {
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(readonly::ReadOnly),
@@ -110,6 +112,7 @@ fn session_service(ctx: Arc<SessionContext>) -> DfSessionService {
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
+        Arc::new(rows::TextRows),
     ];
     DfSessionService::new_with_hooks(ctx, hooks)
 }

@@ -70,6 +70,7 @@ fn refusal(statement: &Statement) -> Option<PgWireError> {
 /// PostgreSQL's command tag for `statement` if it writes, `None` if it only reads.
 pub(crate) fn write_command(statement: &Statement) -> Option<String> {
     let reads = match statement {
+        Statement::Query(query) if creates_table(query) => return Some("SELECT INTO".into()),
         Statement::Query(query) => return written_by(query).and_then(write_command),
         Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
             return write_command(statement);
@@ -109,6 +110,15 @@ pub(crate) fn write_command(statement: &Statement) -> Option<String> {
         _ => false,
     };
     (!reads).then(|| command_tag(statement))
+}
+
+/// Whether `query` is a `SELECT … INTO t`, which creates the table `t`.
+fn creates_table(query: &Query) -> bool {
+    match query.body.as_ref() {
+        SetExpr::Select(select) => select.into.is_some(),
+        SetExpr::Query(q) => creates_table(q),
+        _ => false,
+    }
 }
 
 /// The INSERT/UPDATE/DELETE/MERGE inside a query (`WITH x AS (DELETE …) SELECT …`).
@@ -207,6 +217,7 @@ mod tests {
             ("ALTER TABLE alerts ADD COLUMN x int", "ALTER TABLE"),
             ("TRUNCATE alerts", "TRUNCATE TABLE"),
             ("COPY alerts FROM STDIN", "COPY FROM"),
+            ("SELECT * INTO stolen FROM alerts", "SELECT INTO"),
             ("GRANT SELECT ON alerts TO bob", "GRANT"),
             ("VACUUM alerts", "VACUUM"),
             (
