@@ -14,30 +14,20 @@ use armorlake_storage::StoreOptions;
 
 use crate::cluster_args::ClusterArgs;
 use crate::config::{
-    CommonFile, FlightFile, MasterFile, OperatorFile, PgFile, PullFile, QueryFile, RoleFile,
-    SimFile, StoreFile, UpFile,
+    FlightFile, MasterFile, OperatorFile, PgFile, PullFile, QueryFile, RoleFile, SimFile,
+    StoreFile, UpFile,
 };
 use crate::layer::Layer;
 use crate::pg_args::PgArgs;
 
-/// Options every role has.
-///
-/// To add one (e.g. a metrics listener or the log format): a field here with its flag and
-/// `ARMORLAKE_*` variable, the same field in [`CommonFile`] (with its name in
-/// `config::COMMON_KEYS`), and a line in [`CommonArgs::layer`].
+/// Options every role has. (The log format and the metrics listener are global flags of
+/// `Cli`, main.rs, layered with the file's top-level keys before the role starts.)
 #[derive(Debug, clap::Args)]
 pub struct CommonArgs {
     /// Configuration file (TOML); its values override the environment, flags override it.
     /// See docs/configuration.md and docs/config/.
     #[arg(long, env = "ARMORLAKE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-}
-
-impl CommonArgs {
-    /// Layers the file's shared options over these.
-    pub fn layer(&mut self, file: CommonFile, _layer: &Layer<'_>) {
-        let CommonFile {} = file;
-    }
 }
 
 /// `armorlake up`.
@@ -77,7 +67,6 @@ impl UpArgs {
     /// Layers `--config` over the flags and environment.
     pub fn layered(mut self, layer: &Layer<'_>) -> Result<(Self, crate::config::UpFile), String> {
         let file = RoleFile::<UpFile>::load(self.common.config.as_deref())?;
-        self.common.layer(file.common, layer);
         let mut role = file.role;
         layer.set(&mut self.data_dir, "data_dir", role.data_dir.take());
         layer.set(&mut self.kubearmor, "kubearmor", role.kubearmor.take());
@@ -85,6 +74,7 @@ impl UpArgs {
         self.front.layer(
             std::mem::take(&mut role.pg),
             std::mem::take(&mut role.flight),
+            role.query_memory_limit.take(),
             layer,
         );
         self.pull.layer(std::mem::take(&mut role.pull), layer);
@@ -169,7 +159,18 @@ pub(crate) fn parse_bytes(text: &str) -> Result<usize, String> {
 }
 
 impl FrontArgs {
-    fn layer(&mut self, pg: PgFile, flight: FlightFile, layer: &Layer<'_>) {
+    fn layer(
+        &mut self,
+        pg: PgFile,
+        flight: FlightFile,
+        memory_limit: Option<usize>,
+        layer: &Layer<'_>,
+    ) {
+        layer.set_opt(
+            &mut self.query_memory_limit,
+            "query_memory_limit",
+            memory_limit,
+        );
         layer.set(&mut self.pg_listen, "pg_listen", pg.listen);
         layer.set(&mut self.flight_listen, "flight_listen", flight.listen);
         layer.set(&mut self.flight_users, "flight_users", flight.users);
@@ -342,7 +343,6 @@ impl MasterArgs {
     /// Layers `--config` over the flags and environment.
     pub fn layered(mut self, layer: &Layer<'_>) -> Result<Self, String> {
         let file = RoleFile::<MasterFile>::load(self.common.config.as_deref())?;
-        self.common.layer(file.common, layer);
         let role = file.role;
         layer.set(&mut self.listen, "listen", role.listen);
         layer.set(&mut self.data_dir, "data_dir", role.data_dir);
@@ -429,7 +429,6 @@ impl OperatorArgs {
     /// Layers `--config` over the flags and environment, and checks what is required.
     pub fn layered(mut self, layer: &Layer<'_>) -> Result<Self, String> {
         let file = RoleFile::<OperatorFile>::load(self.common.config.as_deref())?;
-        self.common.layer(file.common, layer);
         let role = file.role;
         layer.set_opt(&mut self.master, "master", role.master);
         layer.set_opt(&mut self.name, "name", role.node.name);
@@ -476,13 +475,13 @@ impl QueryArgs {
     /// Layers `--config` over the flags and environment, and checks what is required.
     pub fn layered(mut self, layer: &Layer<'_>) -> Result<(Self, QueryFile), String> {
         let file = RoleFile::<QueryFile>::load(self.common.config.as_deref())?;
-        self.common.layer(file.common, layer);
         let mut role = file.role;
         layer.set_opt(&mut self.master, "master", role.master.take());
         layer.set_opt(&mut self.name, "name", role.name.take());
         self.front.layer(
             std::mem::take(&mut role.pg),
             std::mem::take(&mut role.flight),
+            role.query_memory_limit.take(),
             layer,
         );
         self.security
@@ -529,7 +528,6 @@ impl SimArgs {
     /// Layers `--config` over the flags and environment.
     pub fn layered(mut self, layer: &Layer<'_>) -> Result<Self, String> {
         let file = RoleFile::<SimFile>::load(self.common.config.as_deref())?;
-        self.common.layer(file.common, layer);
         let role = file.role;
         layer.set(&mut self.listen, "listen", role.listen);
         layer.set(&mut self.rate, "rate", role.rate);

@@ -21,13 +21,19 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 /// The top-level keys of [`CommonFile`]: options every role has. To add one, add the field
-/// to [`CommonFile`], its name here, and its flag to `CommonArgs` (main.rs).
-pub const COMMON_KEYS: &[&str] = &[];
+/// to [`CommonFile`], its name here, and its global flag to `Cli` (main.rs), which layers
+/// them (`file_options`).
+pub const COMMON_KEYS: &[&str] = &["log_format", "metrics_listen"];
 
 /// Options every role reads from the top level of its file (see [`COMMON_KEYS`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CommonFile {}
+pub struct CommonFile {
+    /// `--log-format`: `text` or `json`.
+    pub log_format: Option<String>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
+}
 
 /// A role's whole file: the shared options and the role's own.
 #[derive(Debug, Default)]
@@ -78,6 +84,9 @@ pub struct UpFile {
     pub kubearmor: Option<Vec<String>>,
     /// `--simulate`.
     pub simulate: Option<u64>,
+    /// `--query-memory-limit`: bytes, or a string with a unit (`"512MiB"`).
+    #[serde(default, deserialize_with = "byte_count")]
+    pub query_memory_limit: Option<usize>,
     /// `[pg]`.
     #[serde(default)]
     pub pg: PgFile,
@@ -144,6 +153,9 @@ pub struct QueryFile {
     pub master: Option<String>,
     /// `--name`.
     pub name: Option<String>,
+    /// `--query-memory-limit`: bytes, or a string with a unit (`"512MiB"`).
+    #[serde(default, deserialize_with = "byte_count")]
+    pub query_memory_limit: Option<usize>,
     /// `[pg]`.
     #[serde(default)]
     pub pg: PgFile,
@@ -281,6 +293,23 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
     humantime::parse_duration(&text)
         .map(Some)
         .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+}
+
+/// A byte count: a number of bytes, or a string with a unit (`"512MiB"`, as the flag).
+fn byte_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Count {
+        Bytes(usize),
+        Text(String),
+    }
+    match Count::deserialize(d)? {
+        Count::Bytes(0) => Err(serde::de::Error::custom("0 is out of range")),
+        Count::Bytes(n) => Ok(Some(n)),
+        Count::Text(text) => crate::args::parse_bytes(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// One `[[users]]` entry: a name and either PostgreSQL's SCRAM secret or, for

@@ -30,6 +30,15 @@ impl<'a> Layer<'a> {
         )
     }
 
+    /// The value of the path option `id` (from a flag or the environment), if it has one.
+    pub fn path(&self, id: &str) -> Option<std::path::PathBuf> {
+        self.matches
+            .try_get_one::<std::path::PathBuf>(id)
+            .ok()
+            .flatten()
+            .cloned()
+    }
+
     /// Sets `field` to the file's value unless a flag gave it.
     pub fn set<T>(&self, field: &mut T, id: &str, file: Option<T>) {
         if let Some(value) = file

@@ -103,6 +103,31 @@ fn ready_line(what: &str, addrs: Listening) -> String {
     )
 }
 
+/// Layers the options every role's file may set at its top level (`log_format`,
+/// `metrics_listen`) over the global flags' environment and defaults; a flag still wins.
+fn file_options(cli: &mut Cli, layer: &Layer<'_>) -> Result<(), String> {
+    let Some(path) = layer.path("config") else {
+        return Ok(());
+    };
+    let common = config::RoleFile::<toml::Table>::load(Some(&path))?.common;
+    if let Some(name) = common.log_format
+        && !layer.given_as_flag("log_format")
+    {
+        cli.log_format = <LogFormat as clap::ValueEnum>::from_str(&name, true).map_err(|_| {
+            format!(
+                "config {}: log_format {name:?}: text or json",
+                path.display()
+            )
+        })?;
+    }
+    layer.set_opt(
+        &mut cli.metrics_listen,
+        "metrics_listen",
+        common.metrics_listen,
+    );
+    Ok(())
+}
+
 /// Cancels `token` on Ctrl-C or SIGTERM.
 fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
@@ -310,6 +335,11 @@ fn main() -> ExitCode {
         Some((_, sub)) => Layer::new(sub),
         None => Layer::new(&matches),
     };
+    let mut cli = cli;
+    if let Err(e) = file_options(&mut cli, &layer) {
+        eprintln!("armorlake: {e}");
+        return ExitCode::FAILURE;
+    }
     if cli.check_args {
         println!(
             "armorlake: the command line is valid ({})",
@@ -387,5 +417,45 @@ mod tests {
             Some("127.0.0.1:9187".parse().unwrap_or_else(|e| panic!("{e}")))
         );
         assert!(Cli::try_parse_from(["armorlake", "--log-format", "xml", "up"]).is_err());
+    }
+
+    #[test]
+    fn log_format_and_metrics_listener_come_from_the_file_unless_flagged() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("up.toml");
+        std::fs::write(
+            &file,
+            "log_format = \"json\"\nmetrics_listen = \"127.0.0.1:9300\"\n\
+             query_memory_limit = \"64MiB\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["armorlake", "up", "--config", file.to_str().unwrap_or("")];
+            argv.extend_from_slice(extra);
+            let matches = Cli::command()
+                .try_get_matches_from(argv)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| panic!("{e}"));
+            let sub = matches.subcommand().map(|(_, s)| s.clone());
+            let layer = Layer::new(sub.as_ref().unwrap_or(&matches));
+            file_options(&mut cli, &layer).unwrap_or_else(|e| panic!("{e}"));
+            cli
+        };
+        let from_file = parse(&[]);
+        assert_eq!(from_file.log_format, LogFormat::Json);
+        assert_eq!(from_file.metrics_listen.map(|a| a.port()), Some(9300));
+        let flagged = parse(&["--log-format", "text", "--metrics-listen", "127.0.0.1:9400"]);
+        assert_eq!(flagged.log_format, LogFormat::Text);
+        assert_eq!(flagged.metrics_listen.map(|a| a.port()), Some(9400));
+        let Command::Up(args) = from_file.command else {
+            panic!("not up");
+        };
+        let matches = Cli::command()
+            .try_get_matches_from(["armorlake", "up", "--config", file.to_str().unwrap_or("")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sub = matches.subcommand().map(|(_, s)| s.clone());
+        let layer = Layer::new(sub.as_ref().unwrap_or(&matches));
+        let (args, _) = args.layered(&layer).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.front.query_memory_limit, Some(64 << 20));
     }
 }
