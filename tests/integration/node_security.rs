@@ -1,7 +1,8 @@
 //! Node-to-node security across processes: a master, an operator and a query node on mutual
 //! TLS with a cluster CA answer queries; an operator without a certificate, or with one of
 //! another CA, is refused by the master with a clear error on both sides; with a shared
-//! token, a node with the wrong token is refused.
+//! token, a node with the wrong token is refused, by the master and by an operator's own
+//! query-fragment service.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -202,7 +203,39 @@ fn a_node_with_the_wrong_cluster_token_is_refused() {
     // The right token through the environment: accepted.
     let mut cmd = operator_command(&master, "op-good", &sim.addr, &dir.path().join("g"), &[]);
     cmd.env("ARMORLAKE_CLUSTER_TOKEN", "s3cret-token");
-    let (_operator, _) = Proc::start(cmd, "operator op-good is running");
+    let operator_log = dir.path().join("operator.log");
+    let log = std::fs::File::create(&operator_log).unwrap();
+    let (_operator, lines) = Proc::start_with(cmd, "operator op-good is running", log.into());
+    let worker = lines.last().unwrap().rsplit(' ').next().unwrap().to_string();
+
+    // The operator's own service (query fragments) refuses callers without the token too,
+    // and says so on both sides.
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/python/worker_token.py");
+    let out = Command::new(crate::pg_clients::python())
+        .arg(script)
+        .args([&worker, "s3cret-token"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("none refused") && lines[0].contains("no cluster token"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("wrong refused") && lines[1].contains("wrong cluster token"),
+        "{stdout}"
+    );
+    assert_eq!(lines[2], "right passed", "{stdout}");
+    assert!(!stdout.contains("s3cret"), "the token never shows: {stdout}");
+    let log = eventually(Duration::from_secs(10), "the operator's warnings", || {
+        let log = std::fs::read_to_string(&operator_log).unwrap();
+        (log.contains("no cluster token") && log.contains("wrong cluster token")).then_some(log)
+    });
+    assert!(log.contains("refused a node request"), "{log}");
+    assert!(!log.contains("s3cret"), "the token never shows: {log}");
 
     let wrong = vec!["--cluster-token".to_string(), "guess".to_string()];
     let cmd = operator_command(&master, "op-bad", &sim.addr, &dir.path().join("b"), &wrong);

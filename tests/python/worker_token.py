@@ -1,0 +1,35 @@
+"""Calls an operator's worker service (Arrow Flight) the way a query node does, three ways:
+without the cluster token, with a wrong one, and with the right one. Prints one line each:
+`<case> refused <message>` or `<case> passed`: a call that gets past the token check may
+still fail in the service itself, which is not a refusal.
+
+    worker_token.py ADDR TOKEN
+"""
+
+import sys
+
+import pyarrow.flight as flight
+
+
+def call(client, headers):
+    options = flight.FlightCallOptions(headers=headers, timeout=10)
+    try:
+        list(client.list_flights(options=options))
+    except flight.FlightUnauthenticatedError as e:
+        return f"refused {e}"
+    except Exception:  # past the check: the service's own answer (e.g. unimplemented)
+        return "passed"
+    return "passed"
+
+
+def main():
+    addr, token = sys.argv[1], sys.argv[2]
+    client = flight.FlightClient(f"grpc://{addr}")
+    bearer = lambda t: [(b"authorization", f"Bearer {t}".encode())]
+    print("none", call(client, []), flush=True)
+    print("wrong", call(client, bearer("not-" + token)), flush=True)
+    print("right", call(client, bearer(token)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
