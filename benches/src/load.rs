@@ -55,6 +55,9 @@ pub struct LoadReport {
     pub latency_ms: [f64; 4],
     /// The server's resident memory: at start, peak during the run, at the end (bytes).
     pub rss: Option<(u64, u64, u64)>,
+    /// The highest resident memory sampled in each tenth of the run (bytes), to tell a
+    /// plateau from growth.
+    pub rss_tenths: Vec<u64>,
     /// How long the run took.
     pub elapsed: Duration,
 }
@@ -147,10 +150,17 @@ pub async fn run(options: &LoadOptions) -> LoadReport {
         .map(|n| tokio::spawn(session(options.port, n, stop.clone(), shared.clone())))
         .collect();
     let mut peak = rss_start.unwrap_or(0);
+    let mut rss_tenths = Vec::new();
     while started.elapsed() < options.duration {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if let Some(rss) = options.server_pid.and_then(rss_of) {
             peak = peak.max(rss);
+            let tenth = (started.elapsed().as_secs_f64() / options.duration.as_secs_f64() * 10.0)
+                .min(9.0) as usize;
+            if rss_tenths.len() <= tenth {
+                rss_tenths.resize(tenth + 1, 0);
+            }
+            rss_tenths[tenth] = rss_tenths[tenth].max(rss);
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -177,6 +187,7 @@ pub async fn run(options: &LoadOptions) -> LoadReport {
             (Some(s), Some(e)) => Some((s, peak.max(e), e)),
             _ => None,
         },
+        rss_tenths,
         elapsed,
     }
 }

@@ -206,7 +206,13 @@ fn a_node_with_the_wrong_cluster_token_is_refused() {
     let operator_log = dir.path().join("operator.log");
     let log = std::fs::File::create(&operator_log).unwrap();
     let (_operator, lines) = Proc::start_with(cmd, "operator op-good is running", log.into());
-    let worker = lines.last().unwrap().rsplit(' ').next().unwrap().to_string();
+    let worker = lines
+        .last()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
 
     // The operator's own service (query fragments) refuses callers without the token too,
     // and says so on both sides.
@@ -218,7 +224,11 @@ fn a_node_with_the_wrong_cluster_token_is_refused() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
         lines[0].starts_with("none refused") && lines[0].contains("no cluster token"),
@@ -229,7 +239,10 @@ fn a_node_with_the_wrong_cluster_token_is_refused() {
         "{stdout}"
     );
     assert_eq!(lines[2], "right passed", "{stdout}");
-    assert!(!stdout.contains("s3cret"), "the token never shows: {stdout}");
+    assert!(
+        !stdout.contains("s3cret"),
+        "the token never shows: {stdout}"
+    );
     let log = eventually(Duration::from_secs(10), "the operator's warnings", || {
         let log = std::fs::read_to_string(&operator_log).unwrap();
         (log.contains("no cluster token") && log.contains("wrong cluster token")).then_some(log)

@@ -177,6 +177,11 @@ async fn main() -> ExitCode {
             human_bytes(peak),
             human_bytes(end)
         );
+        let tenths: Vec<String> = report.rss_tenths.iter().map(|b| human_bytes(*b)).collect();
+        println!(
+            "server RSS, highest in each tenth of the run: {}",
+            tenths.join(" / ")
+        );
         if peak > args.max_rss_mib << 20 {
             println!("FAIL: peak RSS above --max-rss-mib {}", args.max_rss_mib);
             ok = false;
