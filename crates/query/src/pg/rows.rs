@@ -134,14 +134,16 @@ async fn run(
     Ok(Response::Query(QueryResponse::new(fields, rows)))
 }
 
+/// Writes the integer of a row of one column.
+type WriteInt<'a> = Box<dyn Fn(usize, &mut BytesMut) + 'a>;
+
 /// One column, as [`encode`] writes it.
 enum Column<'a> {
     Utf8(&'a arrow::array::StringArray),
     LargeUtf8(&'a arrow::array::LargeStringArray),
     Utf8View(&'a arrow::array::StringViewArray),
     Bool(&'a arrow::array::BooleanArray),
-    /// Writes the integer of a row.
-    Int(Box<dyn Fn(usize, &mut BytesMut) + 'a>),
+    Int(WriteInt<'a>),
     /// Microseconds since the epoch, and whether to print the `+00` offset.
     Timestamp(Vec<i64>, bool),
 }
@@ -329,6 +331,9 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
     use bytes::Buf;
 
+    /// A row's fields as text (`None` for NULL).
+    type Texts = Vec<Option<String>>;
+
     /// The fields of `row` as text (`None` for NULL).
     fn fields(row: &DataRow) -> Vec<Option<String>> {
         let mut data = &row.data[..];
@@ -357,7 +362,7 @@ mod tests {
 
     /// Every row as arrow-pg writes it (with the trailing zeros of the fraction trimmed,
     /// as armorlake's output does) and as [`encode`] does: they must agree.
-    fn both(batch: &RecordBatch) -> (Vec<Vec<Option<String>>>, Vec<Vec<Option<String>>>) {
+    fn both(batch: &RecordBatch) -> (Vec<Texts>, Vec<Texts>) {
         let fields = Arc::new(
             arrow_schema_to_pg_fields(
                 &batch.schema(),
