@@ -335,17 +335,19 @@ fn main() -> ExitCode {
         Some((_, sub)) => Layer::new(sub),
         None => Layer::new(&matches),
     };
-    let mut cli = cli;
-    if let Err(e) = file_options(&mut cli, &layer) {
-        eprintln!("armorlake: {e}");
-        return ExitCode::FAILURE;
-    }
     if cli.check_args {
         println!(
             "armorlake: the command line is valid ({})",
             role(&cli.command)
         );
         return ExitCode::SUCCESS;
+    }
+    // The file's log format and metrics listener (a check of the command line above reads
+    // no files: the paths it names may exist only where it will run).
+    let mut cli = cli;
+    if let Err(e) = file_options(&mut cli, &layer) {
+        eprintln!("armorlake: {e}");
+        return ExitCode::FAILURE;
     }
     init_logs(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
