@@ -200,6 +200,14 @@ impl BatchFrame {
             self.endpoint.as_str(),
             rows,
         ))));
+        // A batch handed off by time (a quiet stream) may hold a few rows in buffers sized for
+        // `capacity`: give the rest back, or every such batch keeps megabytes alive for as
+        // long as its rows wait in memory. Full batches are left alone (nothing to gain).
+        if rows < self.capacity / 2 {
+            for column in &mut columns {
+                <ArrayRef as arrow::array::Array>::shrink_to_fit(column);
+            }
+        }
         // Every column is built by this module with the schema's type and `rows` values, and
         // the non-nullable `timestamp`, `operator` and `endpoint` are never appended a NULL; the
         // unit tests check both for every table. A failure here is a bug in this module, never a

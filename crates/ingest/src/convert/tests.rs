@@ -707,3 +707,29 @@ fn builders_survive_many_batches() {
         }
     }
 }
+
+#[test]
+fn a_few_rows_do_not_keep_a_full_batch_of_memory() {
+    // Sized for 4,096 rows, as the pullers do; a quiet stream hands off after a few.
+    let mut alerts = AlertBatchBuilder::new("op", "ep", 4096);
+    for _ in 0..3 {
+        alerts.append(&full_alert());
+    }
+    let small = alerts.finish();
+    assert_eq!(small.num_rows(), 3);
+    let bytes = small.get_array_memory_size();
+    assert!(bytes < 256 * 1024, "3 alerts hold {bytes} bytes");
+    for _ in 0..4096 {
+        alerts.append(&full_alert());
+    }
+    let full = alerts.finish();
+    assert_eq!(full.num_rows(), 4096);
+    // Per row, the small batch costs no more than a few times the full one.
+    let per_row = |b: &RecordBatch| b.get_array_memory_size() / b.num_rows();
+    assert!(
+        per_row(&small) < 8 * per_row(&full) + 4096,
+        "{} vs {}",
+        per_row(&small),
+        per_row(&full)
+    );
+}
