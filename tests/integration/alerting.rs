@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use armorlake_proto::feeder::log_service_server::{LogService, LogServiceServer};
+use armorlake_proto::feeder::log_service_server::LogService;
 use armorlake_proto::feeder::{Alert, Log, Message, NonceMessage, ReplyMessage, RequestMessage};
 use futures::Stream;
 use tokio::sync::broadcast;
@@ -86,21 +86,8 @@ impl KubeArmor {
         let service = Pushed {
             alerts: alerts.clone(),
         };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-                tonic::transport::Server::builder()
-                    .add_service(LogServiceServer::new(service))
-                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                    .await
-                    .unwrap();
-            });
-        });
         KubeArmor {
-            addr: rx.recv().unwrap(),
+            addr: crate::ingest::serve_kubearmor(service),
             alerts,
         }
     }

@@ -127,7 +127,7 @@ impl LogService for OversizedOnce {
 }
 
 /// Serves `service` on a free loopback port from a background runtime; returns the address.
-fn serve_kubearmor<S: LogService>(service: S) -> String {
+pub(crate) fn serve_kubearmor<S: LogService>(service: S) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();

@@ -289,23 +289,10 @@ mod tests {
         CopyTo::parse(sql).unwrap().unwrap()
     }
 
-    fn row(values: &[Option<&str>]) -> DataRow {
-        let mut data = BytesMut::new();
-        for v in values {
-            match v {
-                Some(v) => {
-                    data.put_i32(v.len() as i32);
-                    data.put_slice(v.as_bytes());
-                }
-                None => data.put_i32(-1),
-            }
-        }
-        DataRow::new(data, values.len() as i16)
-    }
-
     fn line(copy: &CopyTo, values: &[Option<&str>]) -> String {
         let mut out = BytesMut::new();
-        copy.line(&row(values), &mut out).unwrap();
+        copy.line(&super::super::output::data_row(values), &mut out)
+            .unwrap();
         String::from_utf8(out.to_vec()).unwrap()
     }
 

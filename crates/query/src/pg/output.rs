@@ -294,6 +294,38 @@ pub(crate) fn fix_row(row: DataRow, columns: &[usize]) -> DataRow {
     }
 }
 
+/// A DataRow of `values` in text (`None`: NULL), for tests.
+#[cfg(test)]
+pub(crate) fn data_row(values: &[Option<&str>]) -> DataRow {
+    let mut data = BytesMut::new();
+    for v in values {
+        match v {
+            Some(v) => {
+                data.put_i32(v.len() as i32);
+                data.put_slice(v.as_bytes());
+            }
+            None => data.put_i32(-1),
+        }
+    }
+    DataRow::new(data, values.len() as i16)
+}
+
+/// The fields of `row` as text (`None`: NULL), for tests.
+#[cfg(test)]
+pub(crate) fn texts(row: &DataRow) -> Vec<Option<String>> {
+    let mut data = &row.data[..];
+    (0..row.field_count)
+        .map(|_| {
+            let len = data.get_i32();
+            (len >= 0).then(|| {
+                let value = String::from_utf8(data[..len as usize].to_vec()).unwrap_or_default();
+                data.advance(len as usize);
+                value
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,17 +417,10 @@ mod tests {
 
     #[test]
     fn rows_are_rewritten_field_by_field() {
-        let mut data = BytesMut::new();
-        for v in [Some("2026-11-23 03:00:01.500000+00"), None, Some("x.000")] {
-            match v {
-                Some(v) => {
-                    data.put_i32(v.len() as i32);
-                    data.put_slice(v.as_bytes());
-                }
-                None => data.put_i32(-1),
-            }
-        }
-        let row = fix_row(DataRow::new(data, 3), &[0, 2]);
+        let row = fix_row(
+            data_row(&[Some("2026-11-23 03:00:01.500000+00"), None, Some("x.000")]),
+            &[0, 2],
+        );
         let mut expected = BytesMut::new();
         expected.put_i32(24);
         expected.put_slice(b"2026-11-23 03:00:01.5+00");
@@ -405,19 +430,7 @@ mod tests {
         assert_eq!(row.data, expected);
 
         // A change after untouched fields keeps them; a row with none stays as it was.
-        let encode = |values: &[Option<&str>]| {
-            let mut data = BytesMut::new();
-            for v in values {
-                match v {
-                    Some(v) => {
-                        data.put_i32(v.len() as i32);
-                        data.put_slice(v.as_bytes());
-                    }
-                    None => data.put_i32(-1),
-                }
-            }
-            DataRow::new(data, values.len() as i16)
-        };
+        let encode = data_row;
         let later = [None, Some("a"), Some("2026-11-23 03:00:01.250000+00")];
         assert_eq!(
             fix_row(encode(&later), &[2]).data,

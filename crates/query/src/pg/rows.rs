@@ -15,6 +15,7 @@
 //! column, date style or value (a year outside 1–9999) sends the batch through arrow-pg's
 //! encoder, which gives the same text for everything both can write.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -145,7 +146,7 @@ enum Column<'a> {
     Bool(&'a arrow::array::BooleanArray),
     Int(WriteInt<'a>),
     /// Microseconds since the epoch, and whether to print the `+00` offset.
-    Timestamp(Vec<i64>, bool),
+    Timestamp(Cow<'a, [i64]>, bool),
 }
 
 /// The most bytes a value of `column` takes in text (strings: all of them together).
@@ -202,27 +203,30 @@ const MAX_MICROS: i64 = 253_402_300_799_999_999;
 
 /// The values of a timestamp column in microseconds, if all are years 1 to 9999 (nulls are
 /// zero here; the array's null mask tells).
-fn timestamps(array: &ArrayRef, unit: TimeUnit) -> Option<Vec<i64>> {
+fn timestamps(array: &ArrayRef, unit: TimeUnit) -> Option<Cow<'_, [i64]>> {
     use arrow::datatypes::{
         TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
         TimestampSecondType,
     };
-    let micros: Vec<i64> = match unit {
+    let micros: Cow<'_, [i64]> = match unit {
         TimeUnit::Second => (array.as_primitive::<TimestampSecondType>().values().iter())
             .map(|v| v.checked_mul(1_000_000))
-            .collect::<Option<_>>()?,
+            .collect::<Option<Vec<_>>>()?
+            .into(),
         TimeUnit::Millisecond => (array.as_primitive::<TimestampMillisecondType>().values())
             .iter()
             .map(|v| v.checked_mul(1_000))
-            .collect::<Option<_>>()?,
-        TimeUnit::Microsecond => array
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .to_vec(),
+            .collect::<Option<Vec<_>>>()?
+            .into(),
+        // armorlake's own columns: the values as they are, no copy.
+        TimeUnit::Microsecond => {
+            Cow::Borrowed(&array.as_primitive::<TimestampMicrosecondType>().values()[..])
+        }
         TimeUnit::Nanosecond => (array.as_primitive::<TimestampNanosecondType>().values())
             .iter()
             .map(|v| v.div_euclid(1_000))
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
     };
     let in_range = micros
         .iter()
@@ -329,25 +333,9 @@ mod tests {
         TimestampMicrosecondArray, TimestampNanosecondArray, TimestampSecondArray, UInt64Array,
     };
     use arrow::datatypes::{Field, Schema};
-    use bytes::Buf;
 
     /// A row's fields as text (`None` for NULL).
     type Texts = Vec<Option<String>>;
-
-    /// The fields of `row` as text (`None` for NULL).
-    fn fields(row: &DataRow) -> Vec<Option<String>> {
-        let mut data = &row.data[..];
-        (0..row.field_count)
-            .map(|_| {
-                let len = data.get_i32();
-                (len >= 0).then(|| {
-                    let value = String::from_utf8(data[..len as usize].to_vec()).unwrap();
-                    data.advance(len as usize);
-                    value
-                })
-            })
-            .collect()
-    }
 
     fn batch(columns: Vec<ArrayRef>) -> RecordBatch {
         let schema = Schema::new(
@@ -379,8 +367,8 @@ mod tests {
         (theirs, ours)
     }
 
-    fn fields_of(row: impl std::borrow::Borrow<DataRow>) -> Vec<Option<String>> {
-        fields(row.borrow())
+    fn fields_of(row: impl std::borrow::Borrow<DataRow>) -> Texts {
+        super::super::output::texts(row.borrow())
     }
 
     #[test]
