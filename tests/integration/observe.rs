@@ -267,6 +267,20 @@ fn a_statement_over_its_memory_limit_gets_53200_and_the_server_keeps_serving() {
     let out = psql(up.pg_port, &["-c", heavy]);
     assert!(output_text(&out).1.contains("53200"));
     assert_eq!(query_i64(up.pg_port, "SELECT 1"), 1);
+    // In one session the limit holds per statement: a failed statement gives its memory
+    // back, so the next fits and the one after fails alike.
+    let small = "SELECT count(*) FROM generate_series(1, 1000)";
+    let out = psql(
+        up.pg_port,
+        &["-c", heavy, "-c", small, "-c", heavy, "-c", small],
+    );
+    let (stdout, stderr) = output_text(&out);
+    assert_eq!(stderr.matches("53200").count(), 2, "{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.trim() == "1000").count(),
+        2,
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -30,9 +30,9 @@ use armorlake_common::{DATABASE, EVENT_SCHEMA, SYSTEM_SCHEMA, Table};
 use armorlake_meta::MetaService;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
@@ -140,30 +140,49 @@ impl QueryEngine {
         &self.alerts
     }
 
-    /// The session one statement runs in: `base` (the engine's session, or a PostgreSQL
-    /// connection's) as it is now, settings included, tagged with `query_id` (which its
-    /// scans carry to the operators) and with a memory pool of its own when a limit is set.
+    /// The session one statement runs in: `base` (the engine's session) as it is now,
+    /// settings included, tagged with `query_id` (see [`QueryEngine::tag`]) and with a
+    /// memory pool of its own when a limit is set.
     pub fn statement_context(
         &self,
         base: &SessionContext,
         query_id: &str,
     ) -> Result<Arc<SessionContext>> {
-        let mut state = base.state();
-        state
+        let ctx = SessionContext::new_with_state(self.limited(base.state())?);
+        Self::tag(&ctx, query_id);
+        Ok(Arc::new(ctx))
+    }
+
+    /// A session of its own for one client connection: the engine's catalog, functions and
+    /// options, and, when a limit is set, a memory pool of its own. The connection's
+    /// statements run one at a time in it, so the limit holds per statement (a cursor left
+    /// open keeps its share until it is closed).
+    pub fn connection_context(&self) -> Result<SessionContext> {
+        Ok(SessionContext::new_with_state(
+            self.limited(self.ctx.state())?,
+        ))
+    }
+
+    /// Tags the statements `ctx` plans from now on with `query_id`, which their scans carry
+    /// to the operators.
+    pub fn tag(ctx: &SessionContext, query_id: &str) {
+        ctx.state_ref()
+            .write()
             .config_mut()
             .set_extension(Arc::new(metrics::QueryId(query_id.to_string())));
-        let state = match self.memory_limit {
-            Some(limit) => {
-                let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
-                    .with_memory_pool(Arc::new(GreedyMemoryPool::new(limit)))
-                    .build_arc()?;
-                SessionStateBuilder::new_from_existing(state)
-                    .with_runtime_env(runtime)
-                    .build()
-            }
-            None => state,
+    }
+
+    /// `state` with a memory pool of its own under the limit, if one is set.
+    fn limited(&self, state: SessionState) -> Result<SessionState> {
+        let Some(limit) = self.memory_limit else {
+            return Ok(state);
         };
-        Ok(Arc::new(SessionContext::new_with_state(state)))
+        let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(limit)))
+            .build_arc()?;
+        Ok(SessionStateBuilder::new_from_existing(state)
+            .with_runtime_env(runtime)
+            .build())
     }
 
     /// The DataFusion session every client shares.

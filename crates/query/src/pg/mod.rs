@@ -117,12 +117,12 @@ fn session_service(ctx: Arc<SessionContext>) -> DfSessionService {
     DfSessionService::new_with_hooks(ctx, hooks)
 }
 
-/// A DataFusion session of its own for one connection: the engine's catalog, functions and
-/// options, so what the connection `SET`s stays with it.
-fn connection_context(engine: &QueryEngine) -> Arc<SessionContext> {
-    let ctx = SessionContext::new_with_state(engine.context().state());
+/// A DataFusion session of its own for one connection (see
+/// [`QueryEngine::connection_context`]), so what the connection `SET`s stays with it.
+fn connection_context(engine: &QueryEngine) -> datafusion::error::Result<Arc<SessionContext>> {
+    let ctx = engine.connection_context()?;
     settings::install(&ctx);
-    Arc::new(ctx)
+    Ok(Arc::new(ctx))
 }
 
 /// Registers the functions the PostgreSQL front end adds (`current_setting`) on `ctx`.
@@ -172,7 +172,13 @@ pub async fn serve(
                 }
             },
         };
-        let ctx = connection_context(engine);
+        let ctx = match connection_context(engine) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "no session for a PostgreSQL connection");
+                continue;
+            }
+        };
         let handlers = Handlers {
             shared: shared.clone(),
             session: Arc::new(session::Session::new(

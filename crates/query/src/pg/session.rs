@@ -9,8 +9,8 @@
 
 use std::fmt::Debug;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
@@ -281,20 +281,22 @@ where
     Ok(())
 }
 
+/// Splits a simple query into the statements the session service runs, as it does (one
+/// for the process: building one tokenizes its whole table of statement rewrites).
+static SPLITTER: LazyLock<PostgresCompatibilityParser> =
+    LazyLock::new(PostgresCompatibilityParser::new);
+
 /// One connection's datafusion-postgres session service, with statement limits and
 /// armorlake's errors.
 pub(crate) struct Session {
     inner: Arc<DfSessionService>,
     parser: Arc<Positioned>,
     runtime: Handle,
-    engine: QueryEngine,
     alerts: Arc<crate::alerting::Alerts>,
     /// The connection's own DataFusion session (its settings).
     ctx: Arc<SessionContext>,
     /// Whether the startup parameters are in `ctx` yet.
     started: AtomicBool,
-    /// Splits a simple query into the statements the session service runs.
-    sql_parser: PostgresCompatibilityParser,
 }
 
 impl Session {
@@ -312,11 +314,9 @@ impl Session {
             inner,
             parser,
             runtime,
-            engine,
             alerts,
             ctx,
             started: AtomicBool::new(false),
-            sql_parser: PostgresCompatibilityParser::new(),
         }
     }
 
@@ -327,32 +327,13 @@ impl Session {
         }
     }
 
-    /// The service that runs a statement with `query_id`: settings (SET, RESET, DISCARD) change the
-    /// connection's session; everything else runs in a session of its own (see
-    /// [`QueryEngine::statement_context`]), tagged with the query id and under the memory
-    /// limit.
-    fn service_for(&self, sql: &str, query_id: &str) -> PgWireResult<Arc<DfSessionService>> {
-        if is_setting(sql) {
-            return Ok(self.inner.clone());
-        }
-        let ctx = self
-            .engine
-            .statement_context(&self.ctx, query_id)
-            .map_err(|e| error::for_query(PgWireError::ApiError(Box::new(e)), sql))?;
-        Ok(Arc::new(super::session_service(ctx)))
+    /// Starts the statement `query_id`: the connection's session tags what it plans with
+    /// the id. Statements run in the connection's own session, one at a time, so SET,
+    /// RESET and DISCARD change it for the statements that follow.
+    fn begin(&self, query_id: &str) -> &DfSessionService {
+        QueryEngine::tag(&self.ctx, query_id);
+        &self.inner
     }
-}
-
-/// Whether `sql` starts with SET, RESET or DISCARD (a change to the session's settings).
-fn is_setting(sql: &str) -> bool {
-    let word: String = sql
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect();
-    ["set", "reset", "discard"]
-        .iter()
-        .any(|w| word.eq_ignore_ascii_case(w))
 }
 
 /// How a failed PostgreSQL statement counts in the metrics.
@@ -411,10 +392,10 @@ impl SimpleQueryHandler for Session {
         let query = copy.as_ref().map_or(query, |c| c.query.as_str());
         let query = &*armorlake_rewrite::rewrite(query);
         let limits = Limits::start(client, &self.runtime);
-        let service = self.service_for(query, &query_id)?;
+        let service = self.begin(&query_id);
         let (responses, notices) = crate::notices::collect(
             limits
-                .run(SimpleQueryHandler::do_query(&*service, client, query))
+                .run(SimpleQueryHandler::do_query(service, client, query))
                 .instrument(span),
         )
         .await;
@@ -428,7 +409,7 @@ impl SimpleQueryHandler for Session {
         };
         send_notices(client, notices).await?;
         // One response per statement: name their columns as PostgreSQL would.
-        let statements = self.sql_parser.parse(query).unwrap_or_default();
+        let statements = SPLITTER.parse(query).unwrap_or_default();
         let aligned = statements.len() == responses.len();
         let responses = responses
             .into_iter()
@@ -517,11 +498,11 @@ impl ExtendedQueryHandler for Session {
         let mut timer = QueryTimer::start("pg", &query_id);
         tracing::debug!(query_id = %query_id, sql = %sql, "query received");
         let limits = Limits::start(client, &self.runtime);
-        let service = self.service_for(sql, &query_id)?;
+        let service = self.begin(&query_id);
         let (response, notices) = crate::notices::collect(
             limits
                 .run(ExtendedQueryHandler::do_query(
-                    &*service, client, portal, max_rows,
+                    service, client, portal, max_rows,
                 ))
                 .instrument(span),
         )
@@ -602,17 +583,6 @@ impl QueryParser for Positioned {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn settings_run_on_the_shared_session() {
-        assert!(is_setting("SET statement_timeout = 5"));
-        assert!(is_setting("  reset ALL"));
-        assert!(is_setting("DISCARD ALL"));
-        assert!(is_setting("set\tarmorlake.allow_partial_results = on"));
-        assert!(!is_setting("SELECT 1"));
-        assert!(!is_setting("SETTLE"));
-        assert!(!is_setting("SHOW search_path"));
-    }
 
     #[test]
     fn durations_in_postgres_units() {
