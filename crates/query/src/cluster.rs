@@ -6,15 +6,15 @@ use std::any::Any;
 use std::sync::Arc;
 
 use armorlake_common::Table;
-use armorlake_common::schema::{TIMESTAMP_COLUMN, timestamp_type};
 use armorlake_meta::{MetaService, NodeInfo, Partition, Role};
+use armorlake_storage::TimeRange;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
-use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 
@@ -126,7 +126,7 @@ impl ClusterTable {
                 .iter()
                 .filter(|p| p.table == self.table && cluster.members.contains(&p.operator))
                 .collect();
-            if !range.may_hold(&held) {
+            if !may_hold(range, &held) {
                 slots.push(None);
                 continue;
             }
@@ -250,114 +250,24 @@ impl TableProvider for ClusterTable {
     }
 }
 
-/// The bounds a query's filters put on `timestamp`, in microseconds, inclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TimeRange {
-    pub(crate) low: i64,
-    pub(crate) high: i64,
-}
-
-impl TimeRange {
-    const ALL: TimeRange = TimeRange {
-        low: i64::MIN,
-        high: i64::MAX,
-    };
-
-    /// The range `filters` (a conjunction) allow.
-    pub(crate) fn of(filters: &[Expr]) -> TimeRange {
-        filters.iter().fold(TimeRange::ALL, |r, f| r.narrow(f))
+/// Whether a cluster whose reported partitions are `held` may have rows in `range`. Rows
+/// that arrived after its last report are newer than anything reported, so a range reaching
+/// past its newest reported row is never ruled out.
+fn may_hold(range: TimeRange, held: &[&Partition]) -> bool {
+    if range == TimeRange::ALL || held.is_empty() {
+        return true;
     }
-
-    fn narrow(self, filter: &Expr) -> TimeRange {
-        match filter {
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
-                Operator::And => self.narrow(left).narrow(right),
-                _ => match (
-                    is_timestamp(left),
-                    micros(right),
-                    is_timestamp(right),
-                    micros(left),
-                ) {
-                    (true, Some(v), _, _) => self.bound(*op, v),
-                    (_, _, true, Some(v)) => match op.swap() {
-                        Some(op) => self.bound(op, v),
-                        None => self,
-                    },
-                    _ => self,
-                },
-            },
-            Expr::Between(b) if !b.negated && is_timestamp(&b.expr) => {
-                match (micros(&b.low), micros(&b.high)) {
-                    (Some(low), Some(high)) => {
-                        self.bound(Operator::GtEq, low).bound(Operator::LtEq, high)
-                    }
-                    _ => self,
-                }
-            }
-            _ => self,
-        }
-    }
-
-    fn bound(self, op: Operator, v: i64) -> TimeRange {
-        let mut r = self;
-        match op {
-            Operator::Eq => {
-                r.low = r.low.max(v);
-                r.high = r.high.min(v);
-            }
-            Operator::Gt => r.low = r.low.max(v.saturating_add(1)),
-            Operator::GtEq => r.low = r.low.max(v),
-            Operator::Lt => r.high = r.high.min(v.saturating_sub(1)),
-            Operator::LtEq => r.high = r.high.min(v),
-            _ => {}
-        }
-        r
-    }
-
-    /// Whether a cluster whose reported partitions are `held` may have rows in the range.
-    /// Rows that arrived after its last report are newer than anything reported, so a range
-    /// reaching past its newest reported row is never ruled out.
-    fn may_hold(self, held: &[&Partition]) -> bool {
-        if self == TimeRange::ALL || held.is_empty() {
-            return true;
-        }
-        let newest = held.iter().map(|p| p.max_micros).max().unwrap_or(i64::MIN);
-        self.high > newest
-            || held
-                .iter()
-                .any(|p| p.min_micros <= self.high && p.max_micros >= self.low)
-    }
-}
-
-fn is_timestamp(e: &Expr) -> bool {
-    match e {
-        Expr::Column(c) => c.name == TIMESTAMP_COLUMN,
-        Expr::Cast(c) => is_timestamp(&c.expr),
-        _ => false,
-    }
-}
-
-fn micros(e: &Expr) -> Option<i64> {
-    let Expr::Literal(v, _) = e else {
-        return None;
-    };
-    match v.cast_to(&timestamp_type()).ok()? {
-        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(v),
-        _ => None,
-    }
+    let newest = held.iter().map(|p| p.max_micros).max().unwrap_or(i64::MIN);
+    range.high > newest
+        || held
+            .iter()
+            .any(|p| range.overlaps(p.min_micros, p.max_micros))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::prelude::{col, lit};
-
-    fn ts(micros: i64) -> Expr {
-        lit(ScalarValue::TimestampMicrosecond(
-            Some(micros),
-            Some("UTC".into()),
-        ))
-    }
 
     fn partition(min: i64, max: i64) -> Partition {
         Partition {
@@ -383,23 +293,6 @@ mod tests {
     }
 
     #[test]
-    fn bounds_come_from_comparisons_and_between() {
-        let r = TimeRange::of(&[col("timestamp").gt_eq(ts(10)), col("timestamp").lt(ts(20))]);
-        assert_eq!(r, TimeRange { low: 10, high: 19 });
-        let r = TimeRange::of(&[col("timestamp").between(ts(5), ts(7))]);
-        assert_eq!(r, TimeRange { low: 5, high: 7 });
-        let r = TimeRange::of(&[ts(30).gt(col("timestamp")).and(col("severity").eq(lit(3)))]);
-        assert_eq!(
-            r,
-            TimeRange {
-                low: i64::MIN,
-                high: 29
-            }
-        );
-        assert_eq!(TimeRange::of(&[col("severity").gt(lit(1))]), TimeRange::ALL);
-    }
-
-    #[test]
     fn a_cluster_is_skipped_only_when_its_reports_rule_the_range_out() {
         let old = partition(0, 99);
         let newer = partition(200, 299);
@@ -408,23 +301,23 @@ mod tests {
             low: 100,
             high: 199,
         };
-        assert!(!between.may_hold(&held));
-        assert!(TimeRange { low: 50, high: 60 }.may_hold(&held));
+        assert!(!may_hold(between, &held));
+        assert!(may_hold(TimeRange { low: 50, high: 60 }, &held));
         // Past the newest report: rows may have arrived since.
-        assert!(
+        assert!(may_hold(
             TimeRange {
                 low: 250,
                 high: 400
-            }
-            .may_hold(&held)
-        );
-        assert!(
+            },
+            &held
+        ));
+        assert!(may_hold(
             TimeRange {
                 low: 300,
                 high: 400
-            }
-            .may_hold(&held)
-        );
-        assert!(between.may_hold(&[]));
+            },
+            &held
+        ));
+        assert!(may_hold(between, &[]));
     }
 }

@@ -17,6 +17,7 @@ mod files;
 mod hours;
 pub mod metrics;
 mod provider;
+mod range;
 mod store;
 mod table;
 mod wal;
@@ -32,6 +33,7 @@ pub use compact::CompactionStats;
 pub use error::{Error, Result};
 pub use files::FileMeta;
 pub use provider::LocalTable;
+pub use range::TimeRange;
 pub use store::Store;
 pub use table::{Snapshot, TableStore};
 

@@ -20,9 +20,11 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 
 use crate::files::FileMeta;
+use crate::range::TimeRange;
 use crate::table::TableStore;
 
-/// Reads one consistent snapshot of a table: its batches in memory and its Parquet files.
+/// Reads one consistent snapshot of a table: its batches in memory and its Parquet files,
+/// leaving out those whose rows all lie outside the time range the filters allow.
 /// Filters are pushed into the Parquet reader (row-group and page pruning) and re-checked
 /// above the scan.
 #[derive(Clone)]
@@ -70,7 +72,7 @@ impl TableProvider for LocalTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
-        let snapshot = self.store.snapshot();
+        let snapshot = self.store.snapshot_within(TimeRange::of(filters));
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         if !snapshot.files.is_empty() {

@@ -19,6 +19,7 @@ use crate::PartitionStats;
 use crate::error::{Error, Result};
 use crate::files::{self, FileMeta, hour_of};
 use crate::hours;
+use crate::range::TimeRange;
 use crate::wal::{self, Record, Wal};
 
 /// A batch held in memory, with its time range and the WAL segment holding it.
@@ -185,10 +186,25 @@ impl TableStore {
 
     /// The memory batches and files as they are now.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_within(TimeRange::ALL)
+    }
+
+    /// The memory batches and files as they are now that may hold rows in `range`.
+    pub fn snapshot_within(&self, range: TimeRange) -> Snapshot {
         let state = self.read();
         Snapshot {
-            memory: state.memory.iter().map(|m| m.batch.clone()).collect(),
-            files: state.files.clone(),
+            memory: state
+                .memory
+                .iter()
+                .filter(|m| range.overlaps(m.min_micros, m.max_micros))
+                .map(|m| m.batch.clone())
+                .collect(),
+            files: state
+                .files
+                .iter()
+                .filter(|f| range.overlaps(f.min_micros, f.max_micros))
+                .cloned()
+                .collect(),
         }
     }
 

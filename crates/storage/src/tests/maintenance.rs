@@ -344,3 +344,75 @@ async fn wait_for(done: impl Fn() -> bool) {
     }
     panic!("timed out");
 }
+
+#[tokio::test]
+async fn a_scan_reads_only_the_files_and_batches_its_time_filter_can_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let hour1 = batch(Table::Messages, &[H + 1, H + 2], "h1");
+    let hour2 = batch(Table::Messages, &[2 * H + 1, 2 * H + 2], "h2");
+    flushed(&store, &[&hour1, &hour2]).await;
+    let mem3 = batch(Table::Messages, &[3 * H + 1], "m3");
+    let mem4 = batch(Table::Messages, &[4 * H + 1], "m4");
+    store.append(Table::Messages, mem3).unwrap();
+    store.append(Table::Messages, mem4).unwrap();
+    let table = store.table(Table::Messages);
+    assert_eq!(table.snapshot().files.len(), 2);
+
+    let ctx = SessionContext::new();
+    ctx.register_table("messages", Arc::new(LocalTable::new(table.clone())))
+        .unwrap();
+    // Microseconds as a timestamp literal, compared with `timestamp`.
+    let at = |micros: i64| format!("to_timestamp_micros({micros})");
+    let run = |sql: String| {
+        let ctx = ctx.clone();
+        async move {
+            let df = ctx.sql(&sql).await.unwrap();
+            let plan = df.clone().create_physical_plan().await.unwrap();
+            let text = datafusion::physical_plan::displayable(plan.as_ref())
+                .indent(true)
+                .to_string();
+            let rows: usize = df
+                .collect()
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum();
+            (
+                text.matches(".parquet").count(),
+                text.contains("DataSourceExec: partitions=1, partition_sizes"),
+                rows,
+            )
+        }
+    };
+    // One file, no memory batch.
+    let (files, memory, rows) = run(format!(
+        "select * from messages where \"timestamp\" >= {} and \"timestamp\" < {}",
+        at(2 * H),
+        at(3 * H)
+    ))
+    .await;
+    assert_eq!((files, memory, rows), (1, false, 2));
+    // One memory batch, no file.
+    let (files, memory, rows) = run(format!(
+        "select * from messages where \"timestamp\" = {}",
+        at(4 * H + 1)
+    ))
+    .await;
+    assert_eq!((files, memory, rows), (0, true, 1));
+    // A filter that is not on the timestamp itself reads everything.
+    let (files, memory, rows) = run(format!(
+        "select * from messages where date_trunc('hour', \"timestamp\") = {}",
+        at(H)
+    ))
+    .await;
+    assert_eq!((files, memory, rows), (2, true, 2));
+    // Nothing in range: nothing read.
+    let (files, memory, rows) = run(format!(
+        "select * from messages where \"timestamp\" > {}",
+        at(5 * H)
+    ))
+    .await;
+    assert_eq!((files, memory, rows), (0, false, 0));
+}
