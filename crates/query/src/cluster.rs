@@ -267,7 +267,6 @@ fn may_hold(range: TimeRange, held: &[&Partition]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::prelude::{col, lit};
 
     fn partition(min: i64, max: i64) -> Partition {
         Partition {

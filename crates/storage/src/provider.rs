@@ -10,6 +10,7 @@ use datafusion::common::{DFSchema, Result};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -76,7 +77,16 @@ impl TableProvider for LocalTable {
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         if !snapshot.files.is_empty() {
-            let mut source = ParquetSource::new(schema.clone());
+            // Footers and page indexes come from the table's cache after the first read.
+            let object_store = state
+                .runtime_env()
+                .object_store(ObjectStoreUrl::local_filesystem())?;
+            let reader = CachedParquetFileReaderFactory::new(
+                object_store,
+                self.store.metadata_cache().clone(),
+            );
+            let mut source = ParquetSource::new(schema.clone())
+                .with_parquet_file_reader_factory(Arc::new(reader));
             if let Some(predicate) = conjunction(filters.to_vec()) {
                 let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
                 source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);

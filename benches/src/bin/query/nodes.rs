@@ -221,8 +221,15 @@ impl Launcher {
     /// `armorlake up` pulling from every simulator in `sims`.
     pub fn up(&self, sims: &[String], data_dir: &Path) -> Result<PgProc, String> {
         let mut cmd = self.command();
-        cmd.args(["up", "--pg-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir);
+        cmd.args([
+            "up",
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--flight-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir);
         for sim in sims {
             cmd.args(["--kubearmor", sim]);
         }

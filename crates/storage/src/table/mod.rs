@@ -14,6 +14,8 @@ use arrow::array::{BooleanArray, TimestampMicrosecondArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::execution::cache::default_cache::DefaultCache;
 
 use crate::PartitionStats;
 use crate::error::{Error, Result};
@@ -76,7 +78,13 @@ pub struct TableStore {
     flush_lock: tokio::sync::Mutex<()>,
     /// The store's WAL; `None` for a table opened on its own (memory only until flushed).
     wal: Option<Arc<Mutex<Wal>>>,
+    /// Footers and page indexes of the table's Parquet files, read once and kept for the
+    /// scans that follow (least recently used out first).
+    metadata: Arc<FileMetadataCache>,
 }
+
+/// How much Parquet metadata (footers and page indexes) a table keeps in memory.
+const METADATA_CACHE_BYTES: usize = 32 << 20;
 
 impl TableStore {
     /// Opens the table under `data_dir` on its own, without a write-ahead log (rows appended
@@ -94,6 +102,9 @@ impl TableStore {
         wal: Option<Arc<Mutex<Wal>>>,
     ) -> TableStore {
         TableStore {
+            metadata: Arc::new(
+                DefaultCache::new(METADATA_CACHE_BYTES).with_name("armorlake-parquet-metadata"),
+            ),
             table,
             schema: table.schema(),
             data_dir: data_dir.to_path_buf(),
@@ -182,6 +193,11 @@ impl TableStore {
     /// once per batch).
     pub fn bytes_in_memory(&self) -> usize {
         self.read().memory_bytes
+    }
+
+    /// The metadata of the table's Parquet files read so far.
+    pub(crate) fn metadata_cache(&self) -> &Arc<FileMetadataCache> {
+        &self.metadata
     }
 
     /// The memory batches and files as they are now.
