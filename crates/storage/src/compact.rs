@@ -1,4 +1,5 @@
-//! Compaction: an hour's Parquet files merged into one.
+//! Compaction: an hour's Parquet files merged into one (all of them once the hour is
+//! complete; one size tier of them while it still fills, see `TableStore::compaction_candidates`).
 //!
 //! The files of an hour are each sorted by `timestamp`; they are merged with a streaming
 //! k-way merge (memory: one batch per input), ties kept in the order the files were written.
@@ -38,8 +39,8 @@ const MERGE_BUDGET_ROWS: usize = 128 * 1024;
 /// What one compaction round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactionStats {
-    /// Hours whose files were merged.
-    pub hours: u64,
+    /// Merges done (one per complete hour, or per size tier of an hour still filling).
+    pub merges: u64,
     /// Files merged (and retired).
     pub files_merged: u64,
     /// Rows rewritten.
@@ -48,12 +49,13 @@ pub struct CompactionStats {
     pub bytes_before: u64,
     /// Bytes of the files written.
     pub bytes_after: u64,
-    /// Hours whose merge failed (logged; their files stay as they were).
-    pub failed_hours: u64,
+    /// Merges that failed (logged; their files stay as they were).
+    pub failed: u64,
 }
 
-/// Merges `inputs` (files of `table` and one hour, in the order they were written) into one
-/// durable file in the same directory.
+/// Merges `inputs` (files of `table` and one hour, in the order they were written: all of the
+/// hour's or some of them) into one durable file in the same directory. The WAL claims stay
+/// true for any subset: the rows in Parquet are the same before and after.
 pub(crate) fn merge_hour(
     data_dir: &Path,
     table: Table,

@@ -207,8 +207,10 @@ impl Store {
     }
 
     /// Merges the files of every complete hour (ended at least `compaction_grace` ago) that
-    /// has more than one, per table, into one sorted file. Blocking (run it in
-    /// `spawn_blocking`). A failed hour is logged and counted, the others still merged.
+    /// has more than one, per table, into one sorted file; in the hours still filling, merges
+    /// the files of each size tier that has gathered enough of them (so a live hour flushed
+    /// every 10 s stays at a few files). Blocking (run it in `spawn_blocking`). A failed
+    /// merge is logged and counted, the others still done.
     pub fn compact(&self) -> Result<CompactionStats> {
         self.compact_at(Utc::now().timestamp_micros())
     }
@@ -226,7 +228,7 @@ impl Store {
                     Ok(merged) => merged,
                     Err(e) => {
                         tracing::error!(%table, hour, error = %e, "compacting an hour failed");
-                        stats.failed_hours += 1;
+                        stats.failed += 1;
                         continue;
                     }
                 };
@@ -237,7 +239,7 @@ impl Store {
                     let _ = fs::remove_file(&path);
                     continue;
                 }
-                stats.hours += 1;
+                stats.merges += 1;
                 stats.files_merged += inputs.len() as u64;
                 stats.rows += inputs.iter().map(|f| f.rows).sum::<u64>();
                 stats.bytes_before += inputs.iter().map(|f| f.bytes).sum::<u64>();
@@ -245,7 +247,7 @@ impl Store {
             }
             store.purge_retired(self.options.retired_file_grace);
         }
-        if stats.hours > 0 {
+        if stats.merges > 0 {
             tracing::info!(?stats, "compacted");
         }
         Ok(stats)

@@ -9,23 +9,59 @@ use std::time::{Duration, Instant};
 use super::{Retired, TableStore};
 use crate::files::{self, FileMeta};
 
+/// Files of one size tier that an hour still filling gathers before they are merged.
+///
+/// A flush every 10 s gives an hour 360 files, and every query without a narrow time filter
+/// opens all of them. Merging each tier once it holds this many files keeps an hour at a
+/// few files per tier (tiers grow by the same factor) and rewrites each row about once per
+/// tier it climbs: log8 of the hour's rows over a flush's, 2–3 times, before the final merge
+/// of the complete hour.
+pub(crate) const LIVE_MERGE_FILES: usize = 8;
+
+/// The size tier of a file of `rows` rows: 0 below 8 Ki rows, then one more for every
+/// factor of [`LIVE_MERGE_FILES`].
+pub(crate) fn tier(rows: u64) -> u32 {
+    let mut tier = 0;
+    let mut rows = rows / 1024;
+    while rows >= LIVE_MERGE_FILES as u64 {
+        rows /= LIVE_MERGE_FILES as u64;
+        tier += 1;
+    }
+    tier
+}
+
 impl TableStore {
-    /// Hours before `before` (hour starts, exclusive bound) that have more than one file,
-    /// with their files in the order they were written.
+    /// What to merge, per hour, with the files in the order they were written: every hour
+    /// before `before` (complete, past its grace; an exclusive bound on hour starts) that has
+    /// more than one file, all of them into one; and in the hours still filling, each size
+    /// tier that has gathered [`LIVE_MERGE_FILES`] files (see [`tier`]).
     pub(crate) fn compaction_candidates(&self, before: i64) -> Vec<(i64, Vec<Arc<FileMeta>>)> {
         let state = self.read();
         let mut hours: BTreeMap<i64, Vec<Arc<FileMeta>>> = BTreeMap::new();
-        for f in state.files.iter().filter(|f| f.hour_micros < before) {
+        for f in &state.files {
             hours.entry(f.hour_micros).or_default().push(f.clone());
         }
-        hours
-            .into_iter()
-            .filter(|(_, files)| files.len() > 1)
-            .map(|(hour, mut files)| {
-                files.sort_by(|a, b| a.path.cmp(&b.path));
-                (hour, files)
-            })
-            .collect()
+        let mut candidates = Vec::new();
+        for (hour, mut files) in hours {
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            if hour < before {
+                if files.len() > 1 {
+                    candidates.push((hour, files));
+                }
+                continue;
+            }
+            let mut tiers: BTreeMap<u32, Vec<Arc<FileMeta>>> = BTreeMap::new();
+            for f in files {
+                tiers.entry(tier(f.rows)).or_default().push(f);
+            }
+            candidates.extend(
+                tiers
+                    .into_values()
+                    .filter(|group| group.len() >= LIVE_MERGE_FILES)
+                    .map(|group| (hour, group)),
+            );
+        }
+        candidates
     }
 
     /// Replaces `old` by `merged` in the file list; the old files are retired. Returns false

@@ -1,6 +1,9 @@
 //! One table of the store: batches in memory, Parquet files on disk.
 
 mod maintain;
+
+#[cfg(test)]
+pub(crate) use maintain::tier;
 #[cfg(test)]
 mod tests;
 

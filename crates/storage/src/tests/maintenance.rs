@@ -66,10 +66,10 @@ async fn compaction_merges_an_hours_files_while_a_scan_still_reads_the_old_ones(
     let stats = store.compact_at(H + 30 * 60_000_000).unwrap();
     assert_eq!(stats, CompactionStats::default());
     let stats = store.compact_at(2 * H + 5 * 60_000_000).unwrap();
-    assert_eq!(stats.hours, 0);
+    assert_eq!(stats.merges, 0);
 
     let stats = store.compact_at(10 * H).unwrap();
-    assert_eq!((stats.hours, stats.files_merged, stats.rows), (1, 3, 6));
+    assert_eq!((stats.merges, stats.files_merged, stats.rows), (1, 3, 6));
     let files = table.snapshot().files;
     assert_eq!(files.len(), 2);
     let merged = files.iter().find(|f| f.hour_micros == H).unwrap();
@@ -110,6 +110,60 @@ async fn compaction_merges_an_hours_files_while_a_scan_still_reads_the_old_ones(
     let store = Store::open(dir.path(), options()).unwrap();
     assert_eq!(contents(&store, Table::Messages), all);
     assert_eq!(store.table(Table::Messages).snapshot().files.len(), 2);
+}
+
+#[tokio::test]
+async fn an_hour_still_filling_merges_each_size_tier_once_it_has_enough_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let table = store.table(Table::Messages).clone();
+    let now = H + 30 * 60_000_000;
+    let big_ts: Vec<i64> = (0..9000).map(|i| H + 1_000 + i).collect();
+    let big = batch(Table::Messages, &big_ts, "big");
+    let small: Vec<RecordBatch> = (0..8)
+        .map(|i| batch(Table::Messages, &[H + 10 + i], &format!("s{i}")))
+        .collect();
+    flushed(&store, &[&big]).await;
+    flushed(&store, &small[..7].iter().collect::<Vec<_>>()).await;
+    assert_eq!(store.compact_at(now).unwrap(), CompactionStats::default());
+    assert_eq!(table.snapshot().files.len(), 8);
+
+    // The eighth small file fills tier 0: those eight are merged, the bigger file stays.
+    flushed(&store, &[&small[7]]).await;
+    let stats = store.compact_at(now).unwrap();
+    assert_eq!((stats.merges, stats.files_merged, stats.rows), (1, 8, 8));
+    let mut rows: Vec<u64> = table.snapshot().files.iter().map(|f| f.rows).collect();
+    rows.sort();
+    assert_eq!(rows, vec![8, 9000]);
+    let mut all: Vec<&RecordBatch> = small.iter().collect();
+    all.push(&big);
+    assert_eq!(contents(&store, Table::Messages), expected(&all));
+    assert_eq!(
+        parquet_files(dir.path()).len(),
+        2,
+        "the merged files are deleted"
+    );
+
+    // After a restart the same two files; once the hour is complete, one.
+    drop(table);
+    drop(store);
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(store.table(Table::Messages).snapshot().files.len(), 2);
+    let stats = store.compact_at(10 * H).unwrap();
+    assert_eq!((stats.merges, stats.files_merged), (1, 2));
+    assert_eq!(contents(&store, Table::Messages), expected(&all));
+}
+
+#[test]
+fn size_tiers_grow_by_the_merge_factor() {
+    use crate::table::tier;
+    assert_eq!(tier(0), 0);
+    assert_eq!(tier(8191), 0);
+    assert_eq!(tier(8192), 1);
+    assert_eq!(tier(65_535), 1);
+    assert_eq!(tier(65_536), 2);
+    // A 10 s flush at 2,000 events/s and eight of them sit one tier apart.
+    assert_eq!(tier(20_000) + 1, tier(8 * 20_000));
 }
 
 #[tokio::test]
