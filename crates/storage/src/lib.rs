@@ -18,6 +18,7 @@ mod hours;
 pub mod metrics;
 mod provider;
 mod range;
+mod reader;
 mod store;
 mod table;
 mod wal;

@@ -10,7 +10,6 @@ use datafusion::common::{DFSchema, Result};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -22,6 +21,7 @@ use datafusion::physical_plan::union::UnionExec;
 
 use crate::files::FileMeta;
 use crate::range::TimeRange;
+use crate::reader::IndexedReaderFactory;
 use crate::table::TableStore;
 
 /// Reads one consistent snapshot of a table: its batches in memory and its Parquet files,
@@ -81,10 +81,8 @@ impl TableProvider for LocalTable {
             let object_store = state
                 .runtime_env()
                 .object_store(ObjectStoreUrl::local_filesystem())?;
-            let reader = CachedParquetFileReaderFactory::new(
-                object_store,
-                self.store.metadata_cache().clone(),
-            );
+            let reader =
+                IndexedReaderFactory::new(object_store, self.store.metadata_cache().clone());
             let mut source = ParquetSource::new(schema.clone())
                 .with_parquet_file_reader_factory(Arc::new(reader));
             if let Some(predicate) = conjunction(filters.to_vec()) {

@@ -470,3 +470,34 @@ async fn a_scan_reads_only_the_files_and_batches_its_time_filter_can_match() {
     .await;
     assert_eq!((files, memory, rows), (0, false, 0));
 }
+
+#[tokio::test]
+async fn a_scan_keeps_each_files_page_index_in_the_tables_cache() {
+    use datafusion::object_store::path::Path as StorePath;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let m1 = batch(Table::Messages, &[H + 1, H + 2, H + 3], "m1");
+    flushed(&store, &[&m1]).await;
+    let table = store.table(Table::Messages);
+    let file = table.snapshot().files[0].path.clone();
+    let key = StorePath::from(file.to_string_lossy().as_ref());
+    assert!(table.metadata_cache().get(&key).is_none());
+
+    let ctx = SessionContext::new();
+    ctx.register_table("messages", Arc::new(LocalTable::new(table.clone())))
+        .unwrap();
+    // A filter the page index cannot use: the opener alone would cache the footer only.
+    let rows = ctx
+        .sql("select count(*) from messages where message = 'nothing'")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+
+    let entry = table.metadata_cache().get(&key).expect("cached");
+    let info = entry.file_metadata.extra_info();
+    assert_eq!(info.get("page_index").map(String::as_str), Some("true"));
+}
