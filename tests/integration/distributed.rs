@@ -170,6 +170,10 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
     let plan = scans(port, west_hour);
     assert!(plan.contains("west@west-1"), "west serves its hour: {plan}");
     assert!(!plan.contains("east"), "east is not contacted: {plan}");
+    assert!(
+        plan.contains("t0:[west@west-1], t1:[]") && !plan.contains("t2:"),
+        "no task for east, one empty task to keep the stage remote: {plan}"
+    );
     assert_eq!(
         query(port, west_hour),
         query(up.pg_port, west_hour),

@@ -229,13 +229,8 @@ impl TableProvider for ClusterTable {
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        let mut tasks: Vec<Vec<TaskTarget>> =
-            slots.into_iter().map(|s| s.into_iter().collect()).collect();
-        let remote = tasks.iter().flatten().any(|t| !t.url.is_empty());
-        if remote && tasks.len() == 1 {
-            // A single-task stage would run here, on a node without the rows.
-            tasks.push(Vec::new());
-        }
+        let tasks = slots.into_iter().map(|s| s.into_iter().collect()).collect();
+        let tasks = crate::distribute::pad_lone_remote_slot(tasks);
         Ok(Arc::new(
             OperatorScanExec::new(
                 self.table,

@@ -13,9 +13,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use armorlake_meta::{MetaService, NodeInfo, Role};
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
+use datafusion::config::ConfigOptions;
 use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion_distributed::{
     DesiredTaskCountEvent, DesiredTaskCountEventResponse, DistributedExt, NetworkBoundaryExt,
@@ -28,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::codec::ArmorlakeCodec;
-use crate::scan::{LocalOperator, OperatorScanExec};
+use crate::scan::{LocalOperator, OperatorScanExec, TaskTarget};
 
 /// How long a probe may take before the operator counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -231,6 +234,79 @@ fn worker_url_of(url: &str) -> Result<Url> {
     Url::parse(url).map_err(|e| DataFusionError::Internal(format!("worker URL {url:?}: {e}")))
 }
 
+/// Leaves out of every scan of a plan the slots that no scan of it reads, so a query whose
+/// time range rules out most operator clusters runs as few tasks as it reads clusters:
+/// each task costs a worker a plan, a session and a stream per partition, empty or not.
+/// Slot `i` of every scan stays the same cluster, so scans remain aligned; a plan whose
+/// scans disagree on that (the cluster list changed while it was planned) is left alone.
+#[derive(Debug, Default)]
+pub struct CompactScanSlots;
+
+impl PhysicalOptimizerRule for CompactScanSlots {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Per slot: the cluster some scan reads there.
+        let mut read: Vec<Option<String>> = Vec::new();
+        let mut slots = None;
+        let mut aligned = true;
+        plan.apply(|node| {
+            let Some(scan) = node.downcast_ref::<OperatorScanExec>() else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            let tasks = scan.tasks();
+            if *slots.get_or_insert(tasks.len()) != tasks.len() {
+                aligned = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            read.resize(tasks.len(), None);
+            for (slot, targets) in read.iter_mut().zip(tasks) {
+                for target in targets {
+                    match slot {
+                        None => *slot = Some(target.cluster.clone()),
+                        Some(cluster) if *cluster == target.cluster => {}
+                        Some(_) => aligned = false,
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let kept: Vec<usize> = (0..read.len()).filter(|&i| read[i].is_some()).collect();
+        if !aligned || kept.is_empty() || kept.len() == read.len() {
+            return Ok(plan);
+        }
+        plan.transform_up(|node| {
+            let Some(scan) = node.downcast_ref::<OperatorScanExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let tasks = kept.iter().map(|&i| scan.tasks()[i].clone()).collect();
+            let scan = scan.with_tasks(pad_lone_remote_slot(tasks))?;
+            Ok(Transformed::yes(Arc::new(scan) as Arc<dyn ExecutionPlan>))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "armorlake_compact_scan_slots"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// A lone slot read by another process gets an empty companion: the planner runs a
+/// single-task stage on the query node itself, which holds no rows.
+pub(crate) fn pad_lone_remote_slot(mut tasks: Vec<Vec<TaskTarget>>) -> Vec<Vec<TaskTarget>> {
+    let remote = tasks.iter().flatten().any(|t| !t.url.is_empty());
+    if remote && tasks.len() == 1 {
+        tasks.push(Vec::new());
+    }
+    tasks
+}
+
 /// Limits the planner's tasks per stage: high enough never to merge two clusters' slots.
 const MAX_TASKS_PER_STAGE: usize = 4096;
 
@@ -252,6 +328,7 @@ pub fn coordinator_state(
         .with_default_features()
         .with_distributed_worker_resolver(LiveWorkers(liveness))
         .with_distributed_channel_resolver(channels)
+        .with_physical_optimizer_rule(Arc::new(CompactScanSlots))
         .with_distributed_planner()
         .with_distributed_user_codec(ArmorlakeCodec)
         .with_distributed_desired_task_count_handler(desired_task_count)
@@ -282,4 +359,85 @@ pub fn worker(local: LocalOperator, channels: crate::WorkerChannels) -> Worker {
             Ok(state)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use armorlake_common::Table;
+    use datafusion::physical_plan::union::UnionExec;
+
+    fn target(cluster: &str, remote: bool) -> Vec<TaskTarget> {
+        vec![TaskTarget {
+            cluster: cluster.into(),
+            node: format!("{cluster}-1"),
+            url: match remote {
+                true => format!("http://{cluster}:7000/"),
+                false => String::new(),
+            },
+        }]
+    }
+
+    fn scan(tasks: Vec<Vec<TaskTarget>>) -> Arc<dyn ExecutionPlan> {
+        Arc::new(OperatorScanExec::new(Table::Logs, None, vec![], None, tasks, 2).unwrap())
+    }
+
+    /// The slots of every scan in `plan`, as cluster names ("" for an empty slot).
+    fn slots(plan: &Arc<dyn ExecutionPlan>) -> Vec<Vec<String>> {
+        let mut all = Vec::new();
+        plan.apply(|node| {
+            if let Some(scan) = node.downcast_ref::<OperatorScanExec>() {
+                let names = scan.tasks().iter().map(|t| {
+                    t.iter()
+                        .map(|t| t.cluster.as_str())
+                        .collect::<Vec<_>>()
+                        .join("+")
+                });
+                all.push(names.collect());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        all
+    }
+
+    fn compact(plan: Arc<dyn ExecutionPlan>) -> Vec<Vec<String>> {
+        slots(
+            &CompactScanSlots
+                .optimize(plan, &ConfigOptions::default())
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_scan_keeps_only_the_slots_it_reads_and_a_lone_remote_one_is_padded() {
+        let one = scan(vec![vec![], target("b", true), vec![]]);
+        assert_eq!(compact(one), [["b", ""]]);
+        let two = scan(vec![target("a", true), vec![], target("c", true)]);
+        assert_eq!(compact(two), [["a", "c"]]);
+        let local = scan(vec![vec![], target("b", false), vec![]]);
+        assert_eq!(compact(local), [["b"]]);
+        let full = scan(vec![target("a", true), target("b", true)]);
+        assert_eq!(compact(full), [["a", "b"]]);
+    }
+
+    #[test]
+    fn scans_of_one_plan_keep_every_slot_any_of_them_reads_and_stay_aligned() {
+        let a = scan(vec![vec![], target("b", true), vec![]]);
+        let b = scan(vec![target("a", true), vec![], vec![]]);
+        let union = UnionExec::try_new(vec![a, b]).unwrap();
+        assert_eq!(compact(union), [["", "b"], ["a", ""]]);
+    }
+
+    #[test]
+    fn scans_that_disagree_on_the_clusters_are_left_alone() {
+        let a = scan(vec![vec![], target("b", true), vec![]]);
+        let b = scan(vec![vec![], target("c", true), vec![]]);
+        let union = UnionExec::try_new(vec![a, b]).unwrap();
+        assert_eq!(compact(union), [["", "b", ""], ["", "c", ""]]);
+        let a = scan(vec![vec![], target("b", true), vec![]]);
+        let b = scan(vec![vec![], target("b", true)]);
+        let union = UnionExec::try_new(vec![a, b]).unwrap();
+        assert_eq!(compact(union), [vec!["", "b", ""], vec!["", "b"]]);
+    }
 }

@@ -143,6 +143,11 @@ impl OperatorScanExec {
         for (i, slot) in self.tasks.iter().enumerate() {
             tasks[i % task_count].extend(slot.iter().cloned());
         }
+        self.with_tasks(tasks)
+    }
+
+    /// The same scan reading `tasks` instead, one slot per task.
+    pub(crate) fn with_tasks(&self, tasks: Vec<Vec<TaskTarget>>) -> Result<OperatorScanExec> {
         OperatorScanExec::new(
             self.table,
             self.projection.clone(),

@@ -12,17 +12,18 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use armorlake_common::Table;
+use armorlake_common::{TIMESTAMP_COLUMN, Table};
 use arrow::array::{Array, TimestampMicrosecondArray};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 use crate::hours::Hour;
@@ -81,6 +82,13 @@ fn writer_properties() -> Result<WriterProperties> {
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
         .set_dictionary_enabled(true)
+        // Every timestamp differs: a dictionary of a row group's 64 Ki values (512 KiB) would
+        // be decompressed whole by every lookup. Sorted, they delta-encode to a few bits each.
+        .set_column_dictionary_enabled(ColumnPath::from(TIMESTAMP_COLUMN), false)
+        .set_column_encoding(
+            ColumnPath::from(TIMESTAMP_COLUMN),
+            Encoding::DELTA_BINARY_PACKED,
+        )
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(DATA_PAGE_ROWS)

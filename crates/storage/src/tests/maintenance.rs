@@ -501,3 +501,37 @@ async fn a_scan_keeps_each_files_page_index_in_the_tables_cache() {
     let info = entry.file_metadata.extra_info();
     assert_eq!(info.get("page_index").map(String::as_str), Some("true"));
 }
+
+#[tokio::test]
+async fn timestamps_are_delta_encoded_without_a_dictionary() {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let m1 = batch(Table::Messages, &[H + 1, H + 2, H + 3], "m1");
+    flushed(&store, &[&m1]).await;
+    let file = store.table(Table::Messages).snapshot().files[0]
+        .path
+        .clone();
+    let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    let row_group = reader.metadata().row_group(0);
+    let timestamp = row_group.column(0);
+    assert_eq!(timestamp.column_path().string(), "timestamp");
+    assert_eq!(
+        timestamp.dictionary_page_offset(),
+        None,
+        "no dictionary page"
+    );
+    let encodings: Vec<Encoding> = timestamp.encodings().collect();
+    assert!(
+        encodings.contains(&Encoding::DELTA_BINARY_PACKED),
+        "{encodings:?}"
+    );
+    // The other columns keep their dictionaries.
+    let message = (0..row_group.num_columns())
+        .map(|i| row_group.column(i))
+        .find(|c| c.column_path().string() == "message")
+        .unwrap();
+    assert!(message.dictionary_page_offset().is_some());
+}
