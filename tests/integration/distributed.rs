@@ -167,12 +167,24 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
     // Pruning: an hour only the west cluster holds contacts only its operator.
     let west_hour = "SELECT count(*) FROM logs WHERE \"timestamp\" >= '2026-11-23T03:00:00Z' \
                      AND \"timestamp\" < '2026-11-23T04:00:00Z'";
-    let plan = scans(port, west_hour);
-    assert!(plan.contains("west@west-1"), "west serves its hour: {plan}");
+    let plan = query(port, &format!("EXPLAIN {west_hour}")).join("\n");
     assert!(!plan.contains("east"), "east is not contacted: {plan}");
     assert!(
-        plan.contains("t0:[west@west-1], t1:[]") && !plan.contains("t2:"),
-        "no task for east, one empty task to keep the stage remote: {plan}"
+        plan.contains("OperatorPlanExec: runs on west@west-1"),
+        "the whole plan runs on the one operator holding the hour: {plan}"
+    );
+    let plan = scans(port, west_hour);
+    assert!(
+        plan.contains("t0:[west@west-1]") && !plan.contains("t1:"),
+        "one task, on west-1: {plan}"
+    );
+    // A plan over both clusters is cut into stages by datafusion-distributed instead.
+    let both = query(port, "EXPLAIN SELECT count(*) FROM logs").join("\n");
+    assert!(
+        !both.contains("OperatorPlanExec")
+            && both.contains(":[west@west-1]")
+            && both.contains(":[east@east-"),
+        "both clusters, one task each: {both}"
     );
     assert_eq!(
         query(port, west_hour),

@@ -141,6 +141,7 @@ pub async fn run_operator(
         shutdown.clone(),
     )
     .await?;
+    let fragments = armorlake_query::fragment::FragmentService::new(operator.local())?;
     let worker = armorlake_query::worker(
         operator.local(),
         WorkerChannels::new(config.security.clone()),
@@ -150,6 +151,7 @@ pub async fn run_operator(
     let served = tonic::transport::Server::builder()
         .layer(config.security.token_layer())
         .add_service(worker.into_worker_server())
+        .add_service(fragments.into_server())
         .serve_with_incoming_shutdown(
             config.security.incoming(listener),
             shutdown.clone().cancelled_owned(),

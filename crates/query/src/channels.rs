@@ -40,7 +40,8 @@ impl WorkerChannels {
         }
     }
 
-    fn channel(&self, url: &Url) -> Result<BoxCloneSyncChannel> {
+    /// The channel to the worker at `url`, opened on first use.
+    pub(crate) fn channel(&self, url: &Url) -> Result<BoxCloneSyncChannel> {
         let mut channels = self
             .channels
             .lock()

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod codec;
 pub mod distribute;
 pub mod flight;
+pub mod fragment;
 pub mod functions;
 pub mod info_schema;
 pub mod metrics;
