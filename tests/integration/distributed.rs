@@ -46,9 +46,14 @@ pub(crate) fn start_operator(
 }
 
 pub(crate) fn start_query(master: &str) -> (Proc, u16) {
+    start_query_with(master, &[])
+}
+
+fn start_query_with(master: &str, args: &[&str]) -> (Proc, u16) {
     let mut cmd = armorlake();
     cmd.args(["query", "--master", master, "--pg-listen", "127.0.0.1:0"])
-        .args(["--flight-listen", "127.0.0.1:0"]);
+        .args(["--flight-listen", "127.0.0.1:0"])
+        .args(args);
     let (proc, line) = Proc::start(cmd, "query node is ready");
     let port = line
         .split_whitespace()
@@ -191,6 +196,39 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
         query(up.pg_port, west_hour),
         "pruned answer"
     );
+
+    // A statement's memory limit holds on the operator that runs it whole: a hash join's
+    // build side cannot spill.
+    let (limited, limited_port) = start_query_with(&url, &["--query-memory-limit", "64KiB"]);
+    let west = |alias: &str| {
+        format!(
+            "{alias}.\"timestamp\" >= '2026-11-23T03:00:00Z' AND {alias}.\"timestamp\" < '2026-11-23T04:00:00Z'"
+        )
+    };
+    let join = format!(
+        "SELECT count(*), max(length(a.resource) + length(b.data)) FROM logs a JOIN logs b \
+         ON a.namespace_name = b.namespace_name WHERE {} AND {}",
+        west("a"),
+        west("b")
+    );
+    let plan = query(port, &format!("EXPLAIN {join}")).join("\n");
+    assert!(
+        plan.contains("OperatorPlanExec: runs on west@west-1"),
+        "{plan}"
+    );
+    let out = psql(limited_port, &["-c", &join]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the join must fail");
+    assert!(
+        stderr.contains("53200") && stderr.contains("west-1"),
+        "53200 from the operator: {stderr}"
+    );
+    assert_eq!(
+        query(limited_port, west_hour),
+        query(up.pg_port, west_hour),
+        "the limited query node goes on serving"
+    );
+    drop(limited);
 
     // Failover: with one east replica gone the answers stay the same.
     drop(east1.take());

@@ -26,6 +26,8 @@ use bytes::Bytes;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::config::ConfigOptions;
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryLimit};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -44,6 +46,7 @@ use datafusion_proto::bytes::{
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use url::Url;
 
@@ -53,6 +56,18 @@ use crate::scan::{LocalOperator, OperatorScanExec, TaskTarget};
 
 /// The largest gRPC message either side accepts: a plan, or a batch of rows.
 const MAX_MESSAGE: usize = 64 << 20;
+
+/// What a `DoGet` ticket holds: the plan, and the memory the statement may use
+/// (`--query-memory-limit` on the query node), which the operator gives the plan's run.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FragmentTicket {
+    /// The physical plan (datafusion-proto, with [`ArmorlakeCodec`]).
+    #[prost(bytes = "bytes", tag = "1")]
+    plan: Bytes,
+    /// Bytes of memory; absent: no limit.
+    #[prost(uint64, optional, tag = "2")]
+    memory_limit: Option<u64>,
+}
 
 /// Replaces a plan whose scans all read one remote operator with an [`OperatorPlanExec`]
 /// that runs it there whole. Plans it cannot ship as they are (another leaf than a scan, a
@@ -274,7 +289,7 @@ impl ExecutionPlan for OperatorPlanExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return Err(DataFusionError::Internal(format!(
@@ -282,8 +297,16 @@ impl ExecutionPlan for OperatorPlanExec {
             )));
         }
         let channel = self.channels.channel(&self.url)?;
+        let memory_limit = match context.memory_pool().memory_limit() {
+            MemoryLimit::Finite(bytes) => Some(bytes as u64),
+            MemoryLimit::Infinite | MemoryLimit::Unknown => None,
+        };
+        let ticket = FragmentTicket {
+            plan: self.encoded.clone(),
+            memory_limit,
+        };
         let ticket = Ticket {
-            ticket: self.encoded.clone(),
+            ticket: ticket.encode_to_vec().into(),
         };
         let node = self.target.node.clone();
         let address = self.url.authority().to_string();
@@ -357,6 +380,24 @@ impl FragmentService {
         })
     }
 
+    /// The session's context with a memory pool of `bytes` of its own.
+    fn limited_to(&self, bytes: usize) -> Result<Arc<TaskContext>> {
+        let base = &self.ctx;
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&base.runtime_env())
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(bytes)))
+            .build_arc()?;
+        Ok(Arc::new(TaskContext::new(
+            base.task_id(),
+            base.session_id(),
+            base.session_config().clone(),
+            base.scalar_functions().clone(),
+            base.higher_order_functions().clone(),
+            base.aggregate_functions().clone(),
+            base.window_functions().clone(),
+            runtime,
+        )))
+    }
+
     /// As a gRPC service.
     pub fn into_server(self) -> FlightServiceServer<FragmentService> {
         FlightServiceServer::new(self)
@@ -365,13 +406,19 @@ impl FragmentService {
     }
 
     fn run(&self, ticket: &[u8]) -> Result<BoxStream<'static, Result<FlightData, Status>>, Status> {
+        let not_a_plan = |e: &dyn fmt::Display| {
+            Status::invalid_argument(format!("not a plan this operator runs: {e}"))
+        };
+        let ticket = FragmentTicket::decode(ticket).map_err(|e| not_a_plan(&e))?;
         let plan =
-            physical_plan_from_bytes_with_extension_codec(ticket, &self.ctx, &ArmorlakeCodec)
-                .map_err(|e| {
-                    Status::invalid_argument(format!("not a plan this operator runs: {e}"))
-                })?;
+            physical_plan_from_bytes_with_extension_codec(&ticket.plan, &self.ctx, &ArmorlakeCodec)
+                .map_err(|e| not_a_plan(&e))?;
+        let ctx = match ticket.memory_limit {
+            Some(bytes) => self.limited_to(bytes as usize).map_err(fragment_status)?,
+            None => Arc::clone(&self.ctx),
+        };
         let schema = plan.schema();
-        let batches = execute_stream(plan, Arc::clone(&self.ctx))
+        let batches = execute_stream(plan, ctx)
             .map_err(fragment_status)?
             .map_err(|e| FlightError::ExternalError(Box::new(e)));
         let data = FlightDataEncoderBuilder::new()
