@@ -145,7 +145,7 @@ pub async fn run_operator(
     let worker = armorlake_query::worker(
         operator.local(),
         WorkerChannels::new(config.security.clone()),
-    );
+    )?;
     // The incoming connections are TCP_NODELAY: small gRPC writes must not wait for the
     // query node's delayed ACK (Nagle), or every fragment's answer stalls ~40 ms.
     let served = tonic::transport::Server::builder()

@@ -15,6 +15,10 @@ use url::Url;
 /// How long opening a connection to a worker may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Streams this side cancelled that HTTP/2 remembers (hyper's default: 10), so that the
+/// frames a worker had already sent on them are ignored rather than counted as its errors.
+const RESET_STREAMS_REMEMBERED: usize = 4096;
+
 /// The channel resolver a coordinating session uses: channels are opened lazily, once per
 /// worker URL, and reconnect on their own after an operator restarts.
 #[derive(Clone)]
@@ -54,7 +58,15 @@ impl WorkerChannels {
             .endpoint(url.as_str())
             .map_err(|e| DataFusionError::Configuration(format!("worker {url}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // A query that stops reading early (a LIMIT reached, a sibling failed) cancels
+            // its streams to the workers. hyper counts frames arriving on cancelled streams it
+            // no longer remembers as the peer's errors, never forgets the count, and at 1,024
+            // in a connection's life closes it with GOAWAY(ENHANCE_YOUR_CALM), failing every
+            // query on it: a busy query node got there in minutes. Workers are the cluster's
+            // own nodes, authenticated by its TLS or token, so that guard is off here.
+            .http2_max_concurrent_reset_streams(RESET_STREAMS_REMEMBERED)
+            .http2_max_local_error_reset_streams(None);
         let channel = BoxCloneSyncChannel::new(self.security.channel(endpoint.connect_lazy()));
         channels.insert(url.clone(), channel.clone());
         Ok(channel)

@@ -344,23 +344,31 @@ pub fn coordinator_state(
 
 /// The worker an operator serves: it runs the stages query nodes send, reading `local`'s
 /// rows for their scans; `channels` reach other workers when a stage reads from them.
-pub fn worker(local: LocalOperator, channels: crate::WorkerChannels) -> Worker {
+///
+/// Every task needs a session to decode its plan and run it. The library builds one per
+/// task (all of DataFusion's functions registered again, its optimizer rules made anew);
+/// here each task's session is a copy of one built at start, given the task's own
+/// configuration (its task number, its feeds, the codec, the channels and the operator).
+pub fn worker(local: LocalOperator, channels: crate::WorkerChannels) -> Result<Worker> {
     let local = Arc::new(local);
-    Worker::from_session_builder(move |ctx: WorkerQueryContext| {
-        let local = local.clone();
-        let channels = channels.clone();
-        async move {
-            let mut builder = ctx
-                .builder
-                .with_distributed_user_codec(ArmorlakeCodec)
-                .with_distributed_channel_resolver(channels);
-            let config = builder.config().get_or_insert_default();
-            config.set_extension(local);
-            let mut state = builder.build();
-            crate::functions::register(&mut state)?;
-            Ok(state)
-        }
-    })
+    let mut prototype = SessionStateBuilder::new().with_default_features().build();
+    crate::functions::register(&mut prototype)?;
+    let prototype = Arc::new(prototype);
+    Ok(Worker::from_session_builder(
+        move |ctx: WorkerQueryContext| {
+            let (prototype, local, channels) = (prototype.clone(), local.clone(), channels.clone());
+            async move {
+                let mut builder = ctx.builder;
+                let mut config = builder.config().take().unwrap_or_default();
+                config.set_distributed_user_codec(ArmorlakeCodec);
+                config.set_distributed_channel_resolver(channels);
+                config.set_extension(local);
+                let mut state = SessionState::clone(&prototype);
+                *state.config_mut() = config;
+                Ok(state)
+            }
+        },
+    ))
 }
 
 #[cfg(test)]
