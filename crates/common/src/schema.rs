@@ -54,13 +54,24 @@ impl Table {
         Table::ALL.into_iter().find(|t| t.name() == name)
     }
 
-    /// The Arrow schema of the table.
+    /// The Arrow schema the table is stored in (ingest batches, WAL, Parquet).
     pub fn schema(self) -> SchemaRef {
         match self {
             Table::Alerts => ALERTS.clone(),
             Table::Logs => LOGS.clone(),
             Table::Messages => MESSAGES.clone(),
         }
+    }
+
+    /// The Arrow schema queries read the table in: the stored one with every text column
+    /// as `Utf8View`. The Parquet reader then points each value into its dictionary page
+    /// instead of copying every string, and DataFusion's string kernels, hashing and
+    /// grouping take their view paths. Clients still see `text` (pgwire) and `utf8`
+    /// (Flight SQL); see docs/architecture.md.
+    pub fn query_schema(self) -> SchemaRef {
+        static QUERY: LazyLock<[SchemaRef; 3]> =
+            LazyLock::new(|| Table::ALL.map(|t| with_views(&t.schema())));
+        QUERY[self.index()].clone()
     }
 }
 
@@ -73,6 +84,33 @@ impl std::fmt::Display for Table {
 /// The data type of every `timestamp` column.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(TIME_ZONE.into()))
+}
+
+/// `schema` with its top-level `Utf8` fields as `Utf8View`.
+fn with_views(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `schema` with its top-level `Utf8View` fields as `Utf8`: what clients that expect the
+/// declared types (Flight SQL's `utf8`) are given.
+pub fn without_views(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 fn text(name: &str) -> Field {
@@ -226,6 +264,23 @@ mod tests {
         assert_eq!(Table::Logs.schema().fields().len(), 34 - 1 + 2 + 1 + 2);
         // Message has 8 fields.
         assert_eq!(Table::Messages.schema().fields().len(), 8 - 1 + 2);
+    }
+
+    #[test]
+    fn queries_read_text_as_views() {
+        for t in Table::ALL {
+            let (stored, query) = (t.schema(), t.query_schema());
+            assert_eq!(stored.fields().len(), query.fields().len());
+            for (s, q) in stored.fields().iter().zip(query.fields()) {
+                assert_eq!(s.name(), q.name());
+                assert_eq!(s.is_nullable(), q.is_nullable());
+                match s.data_type() {
+                    DataType::Utf8 => assert_eq!(q.data_type(), &DataType::Utf8View),
+                    other => assert_eq!(q.data_type(), other),
+                }
+            }
+            assert_eq!(&without_views(&query), stored.as_ref());
+        }
     }
 
     #[test]

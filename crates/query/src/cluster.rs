@@ -182,7 +182,7 @@ impl ClusterTable {
 #[async_trait]
 impl TableProvider for ClusterTable {
     fn schema(&self) -> SchemaRef {
-        self.table.schema()
+        self.table.query_schema()
     }
 
     fn table_type(&self) -> TableType {

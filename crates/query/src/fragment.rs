@@ -12,6 +12,8 @@
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::{ArrayRef, AsArray, RecordBatchOptions};
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
@@ -420,6 +422,7 @@ impl FragmentService {
         let schema = plan.schema();
         let batches = execute_stream(plan, ctx)
             .map_err(fragment_status)?
+            .map_ok(compact_views)
             .map_err(|e| FlightError::ExternalError(Box::new(e)));
         let data = FlightDataEncoderBuilder::new()
             .with_schema(schema)
@@ -434,6 +437,31 @@ impl FragmentService {
             });
         Ok(data.boxed())
     }
+}
+
+/// `batch` with its view arrays holding only the bytes they point at. Text read from
+/// Parquet points into whole pages, which would otherwise all cross the network.
+fn compact_views(batch: RecordBatch) -> RecordBatch {
+    let views = |c: &ArrayRef| matches!(c.data_type(), DataType::Utf8View | DataType::BinaryView);
+    if !batch.columns().iter().any(views) {
+        return batch;
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            DataType::Utf8View => Arc::new(c.as_string_view().gc()) as ArrayRef,
+            DataType::BinaryView => Arc::new(c.as_binary_view().gc()) as ArrayRef,
+            _ => Arc::clone(c),
+        })
+        .collect();
+    // The same schema and row count with columns of the same types and lengths.
+    RecordBatch::try_new_with_options(
+        batch.schema(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .unwrap_or(batch)
 }
 
 /// A fragment's error as a gRPC status: running out of memory stays recognisable.

@@ -100,7 +100,7 @@ impl OperatorScanExec {
         partitions: usize,
     ) -> Result<OperatorScanExec> {
         let partitions = partitions.max(2);
-        let schema = table.schema();
+        let schema = table.query_schema();
         let projected: SchemaRef = match &projection {
             Some(p) => Arc::new(schema.project(p)?),
             None => schema,

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -51,7 +53,7 @@ impl fmt::Debug for LocalTable {
 #[async_trait]
 impl TableProvider for LocalTable {
     fn schema(&self) -> SchemaRef {
-        self.store.schema().clone()
+        self.store.table().query_schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -73,6 +75,10 @@ impl TableProvider for LocalTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
+        let projected = match projection {
+            Some(p) => Arc::new(schema.project(p)?),
+            None => schema.clone(),
+        };
         let snapshot = self.store.snapshot_within(TimeRange::of(filters));
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
@@ -107,23 +113,48 @@ impl TableProvider for LocalTable {
             inputs.push(DataSourceExec::from_data_source(config));
         }
         if !snapshot.memory.is_empty() {
-            let mem = MemorySourceConfig::try_new(
-                &[snapshot.memory],
-                schema.clone(),
-                projection.cloned(),
-            )?
-            .with_limit(limit);
+            // Rows in memory are stored with `Utf8` text; only the columns read are cast.
+            let batches = snapshot
+                .memory
+                .iter()
+                .map(|b| as_query_batch(b, projection, &projected))
+                .collect::<Result<Vec<_>>>()?;
+            let mem =
+                MemorySourceConfig::try_new(&[batches], projected.clone(), None)?.with_limit(limit);
             inputs.push(DataSourceExec::from_data_source(mem));
         }
         if inputs.is_empty() {
-            let projected = match projection {
-                Some(p) => Arc::new(schema.project(p)?),
-                None => schema,
-            };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
         UnionExec::try_new(inputs)
     }
+}
+
+/// The columns `projection` of a stored `batch`, in the query schema's types (`projected`):
+/// text becomes `Utf8View`, whose views point into the batch's own buffers.
+fn as_query_batch(
+    batch: &RecordBatch,
+    projection: Option<&Vec<usize>>,
+    projected: &SchemaRef,
+) -> Result<RecordBatch> {
+    let columns = match projection {
+        Some(p) => p.iter().map(|&i| batch.column(i).clone()).collect(),
+        None => batch.columns().to_vec(),
+    };
+    let columns = columns
+        .into_iter()
+        .zip(projected.fields())
+        .map(|(c, f)| match c.data_type() == f.data_type() {
+            true => Ok(c),
+            false => cast(&c, f.data_type()),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        projected.clone(),
+        columns,
+        &options,
+    )?)
 }
 
 /// Keeps a snapshot's file on disk for as long as the plan reading it lives, even if

@@ -3,6 +3,7 @@
 
 use std::sync::LazyLock;
 
+use armorlake_common::schema::without_views;
 use arrow::array::RecordBatch;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::{
@@ -91,7 +92,7 @@ pub(crate) async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Res
                         &schema_name,
                         &table_name,
                         type_name(table.table_type()),
-                        table.schema().as_ref(),
+                        &without_views(&table.schema()),
                     )
                     .map_err(Status::from)?;
             }

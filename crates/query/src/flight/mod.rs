@@ -18,8 +18,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use armorlake_common::schema::without_views;
 use arrow::array::RecordBatch;
-use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Schema};
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -36,10 +37,11 @@ use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
     IpcMessage, SchemaAsIpc, Ticket,
 };
+use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan, cast};
 use datafusion::prelude::SessionContext;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
@@ -209,20 +211,48 @@ fn stream_batch(batch: RecordBatch) -> Response<DoGetStream> {
     Response::new(Box::pin(data))
 }
 
+/// `frame` with its `Utf8View` columns cast to `Utf8`. Queries read text as views
+/// (`Table::query_schema`); Flight SQL clients get the types the tables declare.
+fn declared_types(frame: DataFrame) -> Result<DataFrame, Status> {
+    let schema = frame.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| f.data_type() == &DataType::Utf8View)
+    {
+        return Ok(frame);
+    }
+    let columns = schema
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            match field.data_type() {
+                DataType::Utf8View => {
+                    cast(column, DataType::Utf8).alias_qualified(qualifier.cloned(), field.name())
+                }
+                _ => column,
+            }
+        })
+        .collect::<Vec<_>>();
+    frame.select(columns).map_err(status)
+}
+
 impl FlightSql {
     /// Plans `sql` as a statement query.
     async fn statement(&self, sql: &str) -> Result<DataFrame, Status> {
-        self.engine
+        let frame = self
+            .engine
             .context()
             .sql_with_options(sql, read_only())
             .await
-            .map_err(status)
+            .map_err(status)?;
+        declared_types(frame)
     }
 
     /// The prepared statement `handle` with its bound parameters, ready to run in `ctx`.
     async fn prepared(&self, ctx: &SessionContext, handle: &[u8]) -> Result<DataFrame, Status> {
         let plan = self.statements.plan(handle).map_err(status)?;
-        ctx.execute_logical_plan(plan).await.map_err(status)
+        declared_types(ctx.execute_logical_plan(plan).await.map_err(status)?)
     }
 
     /// Runs one statement within `admission`'s limits: `plan` makes its DataFrame in a
@@ -331,7 +361,11 @@ impl FlightSqlService for FlightSql {
         let sql = std::str::from_utf8(&ticket.statement_handle)
             .map_err(|_| error::invalid("the statement ticket is not UTF-8 SQL"))?;
         self.run(sql, admission, |ctx| async move {
-            ctx.sql_with_options(sql, read_only()).await.map_err(status)
+            declared_types(
+                ctx.sql_with_options(sql, read_only())
+                    .await
+                    .map_err(status)?,
+            )
         })
         .await
     }
@@ -343,7 +377,7 @@ impl FlightSqlService for FlightSql {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         tracing::debug!(user = user(&request), sql = %query.query, "Flight SQL prepare");
         let plan = self.prepare(&query.query).await?;
-        let dataset_schema = schema_bytes(plan.schema().as_arrow())?;
+        let dataset_schema = schema_bytes(&without_views(plan.schema().as_arrow()))?;
         let parameters = prepared::parameter_schema(&plan).map_err(status)?;
         let parameter_schema = schema_bytes(&parameters)?;
         let handle = self.statements.insert(plan);
