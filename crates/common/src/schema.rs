@@ -88,26 +88,23 @@ pub fn timestamp_type() -> DataType {
 
 /// `schema` with its top-level `Utf8` fields as `Utf8View`.
 fn with_views(schema: &Schema) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    Arc::new(retyped(schema, &DataType::Utf8, DataType::Utf8View))
 }
 
 /// `schema` with its top-level `Utf8View` fields as `Utf8`: what clients that expect the
 /// declared types (Flight SQL's `utf8`) are given.
 pub fn without_views(schema: &Schema) -> Schema {
+    retyped(schema, &DataType::Utf8View, DataType::Utf8)
+}
+
+/// `schema` with every top-level field of type `from` turned into `to`.
+fn retyped(schema: &Schema, from: &DataType, to: DataType) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
-            _ => f.as_ref().clone(),
+        .map(|f| match f.data_type() == from {
+            true => f.as_ref().clone().with_data_type(to.clone()),
+            false => f.as_ref().clone(),
         })
         .collect();
     Schema::new_with_metadata(fields, schema.metadata().clone())

@@ -422,7 +422,7 @@ impl FragmentService {
         let schema = plan.schema();
         let batches = execute_stream(plan, ctx)
             .map_err(fragment_status)?
-            .map_ok(compact_views)
+            .and_then(|batch| std::future::ready(compact_views(batch)))
             .map_err(|e| FlightError::ExternalError(Box::new(e)));
         let data = FlightDataEncoderBuilder::new()
             .with_schema(schema)
@@ -441,27 +441,24 @@ impl FragmentService {
 
 /// `batch` with its view arrays holding only the bytes they point at. Text read from
 /// Parquet points into whole pages, which would otherwise all cross the network.
-fn compact_views(batch: RecordBatch) -> RecordBatch {
+fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
     let views = |c: &ArrayRef| matches!(c.data_type(), DataType::Utf8View | DataType::BinaryView);
     if !batch.columns().iter().any(views) {
-        return batch;
+        return Ok(batch);
     }
-    let columns = batch
-        .columns()
-        .iter()
+    let (schema, columns, rows) = batch.into_parts();
+    let columns = columns
+        .into_iter()
         .map(|c| match c.data_type() {
             DataType::Utf8View => Arc::new(c.as_string_view().gc()) as ArrayRef,
             DataType::BinaryView => Arc::new(c.as_binary_view().gc()) as ArrayRef,
-            _ => Arc::clone(c),
+            _ => c,
         })
         .collect();
-    // The same schema and row count with columns of the same types and lengths.
-    RecordBatch::try_new_with_options(
-        batch.schema(),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )
-    .unwrap_or(batch)
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        schema, columns, &options,
+    )?)
 }
 
 /// A fragment's error as a gRPC status: running out of memory stays recognisable.

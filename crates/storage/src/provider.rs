@@ -137,17 +137,15 @@ fn as_query_batch(
     projection: Option<&Vec<usize>>,
     projected: &SchemaRef,
 ) -> Result<RecordBatch> {
-    let columns = match projection {
-        Some(p) => p.iter().map(|&i| batch.column(i).clone()).collect(),
-        None => batch.columns().to_vec(),
+    let batch = match projection {
+        Some(p) => batch.project(p)?,
+        None => batch.clone(),
     };
-    let columns = columns
-        .into_iter()
+    let columns = batch
+        .columns()
+        .iter()
         .zip(projected.fields())
-        .map(|(c, f)| match c.data_type() == f.data_type() {
-            true => Ok(c),
-            false => cast(&c, f.data_type()),
-        })
+        .map(|(c, f)| cast(c, f.data_type()))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     Ok(RecordBatch::try_new_with_options(
