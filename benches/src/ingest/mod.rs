@@ -50,8 +50,8 @@ pub struct Args {
     #[arg(long)]
     pub skip_postgres: bool,
     /// Also time the ingest path's stages on their own, each against its own simulator:
-    /// gRPC with prost decoding only, then the operator's pullers (decode + Arrow batches)
-    /// without a store.
+    /// gRPC only (events received as bytes and dropped), then the operator's pullers (read
+    /// into Arrow batches) without a store.
     #[arg(long)]
     pub stages: bool,
     /// The operator's flush interval (StoreOptions::flush_interval; default: the store's).

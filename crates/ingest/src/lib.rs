@@ -2,6 +2,7 @@
 //! batches ([`convert`]) for the operator's store.
 
 pub mod convert;
+pub mod feed;
 pub mod metrics;
 pub mod puller;
 pub mod status;

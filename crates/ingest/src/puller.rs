@@ -6,25 +6,29 @@
 //! bounded channel. Streams carry no deadline; a stream that ends or fails is re-opened at
 //! once, then with backoff up to 5 s.
 //!
-//! Garbage is limited, counted and skipped: a message over [`MAX_EVENT_BYTES`] is refused
-//! before it is buffered, and one that does not decode is dropped. gRPC cannot resume a
-//! stream after a bad message, so either ends the stream, which is re-opened at once; the
-//! message is counted in the stream's `bad_messages` and named in its last error.
+//! Events arrive as their protobuf bytes ([`crate::feed`]) and are read in place into the
+//! Arrow builders.
+//!
+//! Garbage is limited, counted and skipped; every such message is counted in the stream's
+//! `bad_messages` and named in its last error:
+//! - a message over [`MAX_EVENT_BYTES`] is refused by gRPC before it is buffered. gRPC cannot
+//!   resume a stream after that, so the stream ends and is re-opened at once;
+//! - a message whose framing is sound but whose content is not a valid event is skipped, and
+//!   the stream goes on.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use armorlake_common::Table;
-use armorlake_proto::feeder::log_service_client::LogServiceClient;
-use armorlake_proto::feeder::{Alert, Log, Message, RequestMessage};
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::convert::{AlertBatchBuilder, LogBatchBuilder, MessageBatchBuilder};
+use crate::convert::{AlertBatchBuilder, LogBatchBuilder, MessageBatchBuilder, WireError};
+use crate::feed;
 use crate::status::{SourceStatus, StreamState};
 
 /// A batch is handed on once it has this many rows...
@@ -74,25 +78,19 @@ impl PullerConfig {
     }
 }
 
-/// Accumulates events of one stream into record batches, and knows its stream's RPC.
+/// Accumulates events of one stream into record batches.
 trait Batcher: Send {
-    type Event: Send + 'static;
-    fn append(&mut self, event: &Self::Event);
+    /// Appends the event encoded in `bytes` as a row; nothing when it is not a valid event.
+    fn append_wire(&mut self, bytes: &[u8]) -> Result<(), WireError>;
     fn len(&self) -> usize;
     fn finish(&mut self) -> RecordBatch;
-    /// Opens the stream of this batcher's events.
-    fn subscribe(
-        client: &mut LogServiceClient<Channel>,
-        config: &PullerConfig,
-    ) -> impl Future<Output = Result<tonic::Streaming<Self::Event>, tonic::Status>> + Send;
 }
 
 macro_rules! batcher {
-    ($builder:ty, $event:ty, $rpc:ident, $filter:expr) => {
+    ($builder:ty) => {
         impl Batcher for $builder {
-            type Event = $event;
-            fn append(&mut self, event: &$event) {
-                <$builder>::append(self, event)
+            fn append_wire(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+                <$builder>::append_wire(self, bytes)
             }
             fn len(&self) -> usize {
                 <$builder>::len(self)
@@ -100,27 +98,12 @@ macro_rules! batcher {
             fn finish(&mut self) -> RecordBatch {
                 <$builder>::finish(self)
             }
-            async fn subscribe(
-                client: &mut LogServiceClient<Channel>,
-                config: &PullerConfig,
-            ) -> Result<tonic::Streaming<$event>, tonic::Status> {
-                let filter: fn(&PullerConfig) -> String = $filter;
-                let request = RequestMessage {
-                    filter: filter(config),
-                };
-                Ok(client.$rpc(request).await?.into_inner())
-            }
         }
     };
 }
-batcher!(AlertBatchBuilder, Alert, watch_alerts, |c| c
-    .alert_filter
-    .clone());
-batcher!(LogBatchBuilder, Log, watch_logs, |c| c.log_filter.clone());
-// WatchMessages ignores its filter.
-batcher!(MessageBatchBuilder, Message, watch_messages, |_| {
-    String::new()
-});
+batcher!(AlertBatchBuilder);
+batcher!(LogBatchBuilder);
+batcher!(MessageBatchBuilder);
 
 /// Pulls all three streams of one endpoint until `shutdown` resolves. Returns the status of
 /// each stream (alerts, logs, messages), updated while it runs, and the running tasks.
@@ -170,19 +153,18 @@ pub fn spawn(
 /// garbage, and is refused by the decoder rather than buffered.
 pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
-/// Whether `status` is the client's own verdict on one message (too large, or not a valid
-/// protobuf message) rather than a failure of the connection or the server.
+/// Whether `status` is the client's own verdict on one message (too large, or not
+/// decompressible) rather than a failure of the connection or the server.
 fn is_bad_message(status: &tonic::Status) -> bool {
     let message = status.message();
     match status.code() {
         tonic::Code::OutOfRange => message.contains("message length too large"),
         tonic::Code::ResourceExhausted => message.starts_with("Error decompressing"),
-        tonic::Code::Internal => message.starts_with("failed to decode Protobuf message"),
         _ => false,
     }
 }
 
-fn connect(config: &PullerConfig) -> Result<LogServiceClient<Channel>, tonic::transport::Error> {
+fn connect(config: &PullerConfig) -> Result<Channel, tonic::transport::Error> {
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -201,7 +183,18 @@ fn connect(config: &PullerConfig) -> Result<LogServiceClient<Channel>, tonic::tr
         }
         endpoint = endpoint.tls_config(tls_config)?;
     }
-    Ok(LogServiceClient::new(endpoint.connect_lazy()).max_decoding_message_size(MAX_EVENT_BYTES))
+    Ok(endpoint.connect_lazy())
+}
+
+impl PullerConfig {
+    /// `RequestMessage.Filter` for `table`'s Watch call (WatchMessages ignores it).
+    fn filter(&self, table: Table) -> &str {
+        match table {
+            Table::Alerts => &self.alert_filter,
+            Table::Logs => &self.log_filter,
+            Table::Messages => "",
+        }
+    }
 }
 
 /// Reads one stream of one endpoint forever: subscribe, batch, reconnect.
@@ -235,11 +228,7 @@ async fn pull<B>(
         match outcome {
             Ended::Closed { events } if events > 0 => backoff = Duration::ZERO,
             Ended::Closed { .. } => {
-                let filter = match table {
-                    Table::Alerts => &config.alert_filter,
-                    Table::Logs => &config.log_filter,
-                    Table::Messages => "",
-                };
+                let filter = config.filter(table);
                 status.failed(format!(
                     "KubeArmor ended the {table} stream at once with no events: check the \
                      filter '{filter}' (WatchAlerts accepts all|policy, WatchLogs all|system)"
@@ -277,7 +266,7 @@ async fn session<B>(
 where
     B: Batcher,
 {
-    let mut client = match connect(config) {
+    let channel = match connect(config) {
         Ok(c) => c,
         Err(e) => {
             return Ended::Failed {
@@ -286,7 +275,8 @@ where
             };
         }
     };
-    let mut stream = match B::subscribe(&mut client, config).await {
+    let filter = config.filter(table).to_owned();
+    let mut stream = match feed::watch(channel, table, filter, MAX_EVENT_BYTES).await {
         Ok(s) => s,
         Err(e) => {
             return Ended::Failed {
@@ -311,7 +301,14 @@ where
         };
         match next {
             Some(Ok(event)) => {
-                batcher.append(&event);
+                if let Err(e) = batcher.append_wire(&event) {
+                    // The framing is intact, so the stream goes on past the bad event.
+                    status.skipped(format!(
+                        "{table} stream from {}: skipped a bad message ({e})",
+                        config.endpoint
+                    ));
+                    continue;
+                }
                 events += 1;
                 if batcher.len() >= BATCH_ROWS {
                     deadline = None;
@@ -363,20 +360,17 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message as _;
 
     #[test]
     fn the_decoders_verdicts_are_bad_messages_and_stream_failures_are_not() {
-        // What tonic's prost codec reports for bytes that are not a Log.
-        let garbage = Log::decode(&[0xff_u8, 0xff, 0xff][..]).expect_err("garbage");
-        assert!(is_bad_message(&tonic::Status::internal(
-            garbage.to_string()
-        )));
         assert!(is_bad_message(&tonic::Status::out_of_range(format!(
             "Error, decoded message length too large: found {} bytes, the limit is: \
              {MAX_EVENT_BYTES} bytes",
             MAX_EVENT_BYTES + 1
         ))));
+        assert!(is_bad_message(&tonic::Status::resource_exhausted(
+            "Error decompressing: corrupt deflate stream"
+        )));
         assert!(!is_bad_message(&tonic::Status::internal(
             "Unexpected EOF decoding stream."
         )));

@@ -133,6 +133,18 @@ impl SourceStatus {
             .inc();
     }
 
+    /// Counts a message skipped as undecodable while the stream goes on, and records `error`
+    /// as the stream's last error. Only the first of a run of them is logged.
+    pub(crate) fn skipped(&self, error: String) {
+        let first = self.bad_messages.load(Ordering::Relaxed) == 0;
+        self.bad_message();
+        let mut state = self.lock();
+        if first || state.1.as_deref() != Some(error.as_str()) {
+            tracing::warn!(endpoint = %self.endpoint, table = %self.table, %error, "bad KubeArmor message");
+        }
+        state.1 = Some(error);
+    }
+
     /// The labels of this stream's metrics.
     fn labels(&self) -> [&str; 2] {
         [self.endpoint.as_str(), self.table.name()]

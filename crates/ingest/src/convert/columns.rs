@@ -2,7 +2,6 @@
 //! `columns!` macro declaring a table's columns in schema order, the provenance columns and the
 //! `EventData` JSON writer.
 
-use std::collections::HashMap;
 use std::iter::repeat_n;
 use std::sync::Arc;
 
@@ -109,7 +108,7 @@ impl Column for ListBuilder<StringBuilder> {
 }
 
 /// Appends `items` as one list row (an empty list when there are none, never NULL).
-pub(super) fn append_list(column: &mut ListBuilder<StringBuilder>, items: &[String]) {
+pub(super) fn append_list(column: &mut ListBuilder<StringBuilder>, items: &[&str]) {
     for item in items {
         column.values().append_value(item);
     }
@@ -227,41 +226,46 @@ pub(super) struct EventDataWriter {
 }
 
 impl EventDataWriter {
-    /// Appends `map` as a JSON object text with its keys sorted, or NULL when it is empty.
-    pub(super) fn append(&mut self, column: &mut StringBuilder, map: &HashMap<String, String>) {
-        match self.encode(map) {
+    /// Appends the map of `entries` (in the order received: a later entry for a key replaces
+    /// an earlier one, as in a protobuf map) as a JSON object text with its keys sorted, or
+    /// NULL when there are none.
+    pub(super) fn append(&mut self, column: &mut StringBuilder, entries: &[(&str, &str)]) {
+        match self.encode(entries) {
             Some(json) => column.append_value(json),
             None => column.append_null(),
         }
     }
 
-    /// `map` as JSON text in the reused buffer; `None` when it is empty. (Serializing strings
-    /// into a `Vec` cannot fail and serde_json writes valid UTF-8, so `None` is otherwise
-    /// unreachable; it is handled rather than unwrapped.)
-    fn encode(&mut self, map: &HashMap<String, String>) -> Option<&str> {
-        if map.is_empty() {
+    /// The map as JSON text in the reused buffer; `None` when it is empty. (Serializing
+    /// strings into a `Vec` cannot fail and serde_json writes valid UTF-8, so `None` is
+    /// otherwise unreachable; it is handled rather than unwrapped.)
+    fn encode(&mut self, entries: &[(&str, &str)]) -> Option<&str> {
+        if entries.is_empty() {
             return None;
         }
         let mut inline = [("", ""); INLINE_ENTRIES];
         let mut spilled: Vec<(&str, &str)>;
-        let entries: &mut [(&str, &str)] = if map.len() <= INLINE_ENTRIES {
-            for (slot, (k, v)) in inline.iter_mut().zip(map) {
-                *slot = (k.as_str(), v.as_str());
-            }
-            &mut inline[..map.len()]
+        let sorted: &mut [(&str, &str)] = if entries.len() <= INLINE_ENTRIES {
+            inline[..entries.len()].copy_from_slice(entries);
+            &mut inline[..entries.len()]
         } else {
-            spilled = map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            spilled = entries.to_vec();
             &mut spilled
         };
-        // Keys of a map are unique, so an unstable sort is deterministic.
-        entries.sort_unstable_by_key(|&(k, _)| k);
+        // Stable, so of a key's entries the last received stays last.
+        sorted.sort_by_key(|&(k, _)| k);
 
         self.buf.clear();
         self.buf.push(b'{');
-        for (i, (k, v)) in entries.iter().enumerate() {
-            if i > 0 {
+        let mut first = true;
+        for (i, (k, v)) in sorted.iter().enumerate() {
+            if sorted.get(i + 1).is_some_and(|(next, _)| next == k) {
+                continue;
+            }
+            if !first {
                 self.buf.push(b',');
             }
+            first = false;
             serde_json::to_writer(&mut self.buf, k).ok()?;
             self.buf.push(b':');
             serde_json::to_writer(&mut self.buf, v).ok()?;

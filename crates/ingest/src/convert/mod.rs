@@ -17,6 +17,9 @@
 mod columns;
 #[cfg(test)]
 mod tests;
+mod wire;
+#[cfg(test)]
+mod wire_tests;
 
 use armorlake_common::Table;
 use armorlake_proto::feeder::{Alert, Log, Message};
@@ -26,6 +29,7 @@ use arrow::array::{
 use chrono::DateTime;
 
 use columns::{BatchFrame, EventDataWriter, append_list, columns, parse_severity};
+pub use wire::{AlertView, ExecView, LogView, MessageView, OwnerView, WireError};
 
 /// The row's event time in microseconds since the epoch (UTC).
 ///
@@ -170,59 +174,71 @@ impl AlertBatchBuilder {
 
     /// Appends one alert as a row.
     pub fn append(&mut self, alert: &Alert) {
+        self.append_view(&AlertView::from(alert));
+    }
+
+    /// Appends one alert as a row, read from its protobuf encoding (as received from
+    /// KubeArmor). Nothing is appended when the bytes are not a valid `Alert`.
+    pub fn append_wire(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        self.append_view(&AlertView::decode(bytes)?);
+        Ok(())
+    }
+
+    /// Appends one alert, viewed in place, as a row.
+    pub fn append_view(&mut self, alert: &AlertView<'_>) {
         let c = &mut self.columns;
         let owner = alert.owner.as_ref();
         let exec = alert.exec_event.as_ref();
         c.timestamp
-            .append_value(event_time_micros(alert.timestamp, &alert.updated_time));
-        c.cluster_name.append_value(&alert.cluster_name);
-        c.host_name.append_value(&alert.host_name);
-        c.namespace_name.append_value(&alert.namespace_name);
-        c.pod_name.append_value(&alert.pod_name);
-        c.container_id.append_value(&alert.container_id);
-        c.container_name.append_value(&alert.container_name);
+            .append_value(event_time_micros(alert.timestamp, alert.updated_time));
+        c.cluster_name.append_value(alert.cluster_name);
+        c.host_name.append_value(alert.host_name);
+        c.namespace_name.append_value(alert.namespace_name);
+        c.pod_name.append_value(alert.pod_name);
+        c.container_id.append_value(alert.container_id);
+        c.container_name.append_value(alert.container_name);
         c.host_pid.append_value(alert.host_pid);
         c.ppid.append_value(alert.ppid);
         c.pid.append_value(alert.pid);
         c.uid.append_value(alert.uid);
-        c.policy_name.append_value(&alert.policy_name);
-        c.severity.append_option(parse_severity(&alert.severity));
-        c.tags.append_value(&alert.tags);
-        c.message.append_value(&alert.message);
-        c.r#type.append_value(&alert.r#type);
-        c.source.append_value(&alert.source);
-        c.operation.append_value(&alert.operation);
-        c.resource.append_value(&alert.resource);
-        c.data.append_value(&alert.data);
-        c.action.append_value(&alert.action);
-        c.result.append_value(&alert.result);
-        c.container_image.append_value(&alert.container_image);
+        c.policy_name.append_value(alert.policy_name);
+        c.severity.append_option(parse_severity(alert.severity));
+        c.tags.append_value(alert.tags);
+        c.message.append_value(alert.message);
+        c.r#type.append_value(alert.r#type);
+        c.source.append_value(alert.source);
+        c.operation.append_value(alert.operation);
+        c.resource.append_value(alert.resource);
+        c.data.append_value(alert.data);
+        c.action.append_value(alert.action);
+        c.result.append_value(alert.result);
+        c.container_image.append_value(alert.container_image);
         c.parent_process_name
-            .append_value(&alert.parent_process_name);
-        c.process_name.append_value(&alert.process_name);
+            .append_value(alert.parent_process_name);
+        c.process_name.append_value(alert.process_name);
         c.host_ppid.append_value(alert.host_ppid);
-        c.enforcer.append_value(&alert.enforcer);
-        c.labels.append_value(&alert.labels);
+        c.enforcer.append_value(alert.enforcer);
+        c.labels.append_value(alert.labels);
         append_list(&mut c.atags, &alert.a_tags);
-        c.owner_ref.append_option(owner.map(|o| &o.r#ref));
-        c.owner_name.append_option(owner.map(|o| &o.name));
-        c.owner_namespace.append_option(owner.map(|o| &o.namespace));
-        c.cwd.append_value(&alert.cwd);
-        c.tty.append_value(&alert.tty);
+        c.owner_ref.append_option(owner.map(|o| o.r#ref));
+        c.owner_name.append_option(owner.map(|o| o.name));
+        c.owner_namespace.append_option(owner.map(|o| o.namespace));
+        c.cwd.append_value(alert.cwd);
+        c.tty.append_value(alert.tty);
         c.max_alerts_per_sec.append_value(alert.max_alerts_per_sec);
         c.dropping_alerts_interval
             .append_value(alert.dropping_alerts_interval);
-        c.exec_id.append_option(exec.map(|e| &e.exec_id));
+        c.exec_id.append_option(exec.map(|e| e.exec_id));
         c.executable_name
-            .append_option(exec.map(|e| &e.executable_name));
-        c.kubearmor_version.append_value(&alert.kube_armor_version);
-        c.node_id.append_value(&alert.node_id);
-        c.process_hash.append_value(&alert.process_hash);
-        c.parent_hash.append_value(&alert.parent_hash);
-        c.resource_hash.append_value(&alert.resource_hash);
-        c.hash_algo.append_value(&alert.hash_algo);
+            .append_option(exec.map(|e| e.executable_name));
+        c.kubearmor_version.append_value(alert.kube_armor_version);
+        c.node_id.append_value(alert.node_id);
+        c.process_hash.append_value(alert.process_hash);
+        c.parent_hash.append_value(alert.parent_hash);
+        c.resource_hash.append_value(alert.resource_hash);
+        c.hash_algo.append_value(alert.hash_algo);
         self.event_data.append(&mut c.event_data, &alert.event_data);
-        c.user_name.append_value(&alert.user_name);
+        c.user_name.append_value(alert.user_name);
     }
 
     /// The number of alerts appended since the last [`finish`](Self::finish).
@@ -265,47 +281,59 @@ impl LogBatchBuilder {
 
     /// Appends one log as a row.
     pub fn append(&mut self, log: &Log) {
+        self.append_view(&LogView::from(log));
+    }
+
+    /// Appends one log as a row, read from its protobuf encoding (as received from
+    /// KubeArmor). Nothing is appended when the bytes are not a valid `Log`.
+    pub fn append_wire(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        self.append_view(&LogView::decode(bytes)?);
+        Ok(())
+    }
+
+    /// Appends one log, viewed in place, as a row.
+    pub fn append_view(&mut self, log: &LogView<'_>) {
         let c = &mut self.columns;
         let owner = log.owner.as_ref();
         let exec = log.exec_event.as_ref();
         c.timestamp
-            .append_value(event_time_micros(log.timestamp, &log.updated_time));
-        c.cluster_name.append_value(&log.cluster_name);
-        c.host_name.append_value(&log.host_name);
-        c.namespace_name.append_value(&log.namespace_name);
-        c.pod_name.append_value(&log.pod_name);
-        c.container_id.append_value(&log.container_id);
-        c.container_name.append_value(&log.container_name);
+            .append_value(event_time_micros(log.timestamp, log.updated_time));
+        c.cluster_name.append_value(log.cluster_name);
+        c.host_name.append_value(log.host_name);
+        c.namespace_name.append_value(log.namespace_name);
+        c.pod_name.append_value(log.pod_name);
+        c.container_id.append_value(log.container_id);
+        c.container_name.append_value(log.container_name);
         c.host_pid.append_value(log.host_pid);
         c.ppid.append_value(log.ppid);
         c.pid.append_value(log.pid);
         c.uid.append_value(log.uid);
-        c.r#type.append_value(&log.r#type);
-        c.source.append_value(&log.source);
-        c.operation.append_value(&log.operation);
-        c.resource.append_value(&log.resource);
-        c.data.append_value(&log.data);
-        c.result.append_value(&log.result);
-        c.container_image.append_value(&log.container_image);
-        c.parent_process_name.append_value(&log.parent_process_name);
-        c.process_name.append_value(&log.process_name);
+        c.r#type.append_value(log.r#type);
+        c.source.append_value(log.source);
+        c.operation.append_value(log.operation);
+        c.resource.append_value(log.resource);
+        c.data.append_value(log.data);
+        c.result.append_value(log.result);
+        c.container_image.append_value(log.container_image);
+        c.parent_process_name.append_value(log.parent_process_name);
+        c.process_name.append_value(log.process_name);
         c.host_ppid.append_value(log.host_ppid);
-        c.labels.append_value(&log.labels);
-        c.owner_ref.append_option(owner.map(|o| &o.r#ref));
-        c.owner_name.append_option(owner.map(|o| &o.name));
-        c.owner_namespace.append_option(owner.map(|o| &o.namespace));
-        c.cwd.append_value(&log.cwd);
-        c.tty.append_value(&log.tty);
-        c.exec_id.append_option(exec.map(|e| &e.exec_id));
+        c.labels.append_value(log.labels);
+        c.owner_ref.append_option(owner.map(|o| o.r#ref));
+        c.owner_name.append_option(owner.map(|o| o.name));
+        c.owner_namespace.append_option(owner.map(|o| o.namespace));
+        c.cwd.append_value(log.cwd);
+        c.tty.append_value(log.tty);
+        c.exec_id.append_option(exec.map(|e| e.exec_id));
         c.executable_name
-            .append_option(exec.map(|e| &e.executable_name));
-        c.node_id.append_value(&log.node_id);
-        c.process_hash.append_value(&log.process_hash);
-        c.parent_hash.append_value(&log.parent_hash);
-        c.resource_hash.append_value(&log.resource_hash);
-        c.hash_algo.append_value(&log.hash_algo);
+            .append_option(exec.map(|e| e.executable_name));
+        c.node_id.append_value(log.node_id);
+        c.process_hash.append_value(log.process_hash);
+        c.parent_hash.append_value(log.parent_hash);
+        c.resource_hash.append_value(log.resource_hash);
+        c.hash_algo.append_value(log.hash_algo);
         self.event_data.append(&mut c.event_data, &log.event_data);
-        c.user_name.append_value(&log.user_name);
+        c.user_name.append_value(log.user_name);
     }
 
     /// The number of logs appended since the last [`finish`](Self::finish).
@@ -347,15 +375,27 @@ impl MessageBatchBuilder {
 
     /// Appends one message as a row.
     pub fn append(&mut self, message: &Message) {
+        self.append_view(&MessageView::from(message));
+    }
+
+    /// Appends one message as a row, read from its protobuf encoding (as received from
+    /// KubeArmor). Nothing is appended when the bytes are not a valid `Message`.
+    pub fn append_wire(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        self.append_view(&MessageView::decode(bytes)?);
+        Ok(())
+    }
+
+    /// Appends one message, viewed in place, as a row.
+    pub fn append_view(&mut self, message: &MessageView<'_>) {
         let c = &mut self.columns;
         c.timestamp
-            .append_value(event_time_micros(message.timestamp, &message.updated_time));
-        c.cluster_name.append_value(&message.cluster_name);
-        c.host_name.append_value(&message.host_name);
-        c.host_ip.append_value(&message.host_ip);
-        c.r#type.append_value(&message.r#type);
-        c.level.append_value(&message.level);
-        c.message.append_value(&message.message);
+            .append_value(event_time_micros(message.timestamp, message.updated_time));
+        c.cluster_name.append_value(message.cluster_name);
+        c.host_name.append_value(message.host_name);
+        c.host_ip.append_value(message.host_ip);
+        c.r#type.append_value(message.r#type);
+        c.level.append_value(message.level);
+        c.message.append_value(message.message);
     }
 
     /// The number of messages appended since the last [`finish`](Self::finish).

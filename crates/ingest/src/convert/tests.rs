@@ -95,7 +95,7 @@ fn event_data() -> HashMap<String, String> {
 
 const EVENT_DATA_JSON: &str = r#"{"Fd":"-100","Flags":"O_RDONLY","Syscall":"SYS_OPENAT"}"#;
 
-fn full_alert() -> Alert {
+pub(super) fn full_alert() -> Alert {
     Alert {
         timestamp: 1_600_000_000,
         updated_time: "2023-12-28T17:16:16.571714Z".into(),
@@ -151,7 +151,7 @@ fn full_alert() -> Alert {
     }
 }
 
-fn full_log() -> Log {
+pub(super) fn full_log() -> Log {
     Log {
         timestamp: 1_600_000_000,
         updated_time: "2023-12-28T17:16:16.571714Z".into(),
@@ -197,7 +197,7 @@ fn full_log() -> Log {
     }
 }
 
-fn full_message() -> Message {
+pub(super) fn full_message() -> Message {
     Message {
         timestamp: 1_600_000_000,
         updated_time: "2023-12-28T17:16:16.571714Z".into(),
