@@ -1,5 +1,6 @@
 //! Ingest: every KubeArmor field reaches SQL, streams reconnect by themselves, rows are
-//! queryable within a second of being sent, oversized messages are counted and skipped.
+//! queryable within a second of being sent, oversized and invalid messages are counted and
+//! skipped.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -126,8 +127,123 @@ impl LogService for OversizedOnce {
     }
 }
 
+/// A KubeArmor whose WatchLogs sends `logs` as they are, each the bytes of one gRPC message
+/// (valid `Log`s or not), then keeps the stream open; the other streams stay idle. Written
+/// against tonic's server machinery because the generated server can only send valid
+/// messages.
+#[derive(Clone)]
+struct RawLogs {
+    logs: Vec<Vec<u8>>,
+}
+
+/// Sends each message's bytes as they are; reads the `RequestMessage`.
+#[derive(Clone, Copy)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = RequestMessage;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = RequestMessage;
+    type Error = Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<RequestMessage>, Status> {
+        prost::Message::decode(src)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(e.to_string()))
+    }
+}
+
+impl tonic::server::ServerStreamingService<RequestMessage> for RawLogs {
+    type Response = Vec<u8>;
+    type ResponseStream = Events<Vec<u8>>;
+    type Future = std::future::Ready<Result<Response<Events<Vec<u8>>>, Status>>;
+    fn call(&mut self, _: Request<RequestMessage>) -> Self::Future {
+        let logs = self.logs.clone().into_iter().map(Ok);
+        std::future::ready(Ok(Response::new(Box::pin(futures::StreamExt::chain(
+            futures::stream::iter(logs),
+            futures::stream::pending(),
+        )))))
+    }
+}
+
+impl tonic::server::NamedService for RawLogs {
+    const NAME: &'static str = "feeder.LogService";
+}
+
+impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for RawLogs
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let mut service = self.clone();
+        if req.uri().path() != "/feeder.LogService/WatchLogs" {
+            service.logs.clear();
+        }
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec);
+            Ok(grpc.server_streaming(service, req).await)
+        })
+    }
+}
+
 /// Serves `service` on a free loopback port from a background runtime; returns the address.
 pub(crate) fn serve_kubearmor<S: LogService>(service: S) -> String {
+    serve_feeder(LogServiceServer::new(service))
+}
+
+/// Serves a `feeder.LogService` implementation on a free loopback port from a background
+/// runtime; returns the address.
+fn serve_feeder<S>(service: S) -> String
+where
+    S: tonic::codegen::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
@@ -135,7 +251,7 @@ pub(crate) fn serve_kubearmor<S: LogService>(service: S) -> String {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap().to_string()).unwrap();
             tonic::transport::Server::builder()
-                .add_service(LogServiceServer::new(service))
+                .add_service(service)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await
                 .unwrap();
@@ -521,4 +637,41 @@ fn an_oversized_message_is_counted_and_skipped_and_the_stream_goes_on() {
         "SELECT bad_messages FROM armorlake.sources WHERE stream <> 'logs'",
     );
     assert_eq!(others, ["0", "0"]);
+}
+
+#[test]
+fn an_invalid_message_is_counted_and_skipped_without_ending_the_stream() {
+    let log = |resource: &str| {
+        prost::Message::encode_to_vec(&Log {
+            resource: resource.into(),
+            ..every_field_log()
+        })
+    };
+    // Sound gRPC framing around content that is not a `Log`: a varint where NamespaceName
+    // (field 5) is text, then text that is not UTF-8.
+    let wrong_type = [log("/wrong-type"), vec![0x28, 0x01]].concat();
+    let not_utf8 = [log("/not-utf8"), vec![0x2a, 0x02, 0xc3, 0x28]].concat();
+    let addr = serve_feeder(RawLogs {
+        logs: vec![log("/before"), wrong_type, not_utf8, log("/after")],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let up = start_up(dir.path(), &[&addr], &[]);
+    let port = up.pg_port;
+    eventually(Duration::from_secs(30), "both valid logs", || {
+        (query_i64(port, "SELECT count(*) FROM logs") == 2).then_some(())
+    });
+    let resources = query(port, "SELECT resource FROM logs ORDER BY resource");
+    assert_eq!(resources, ["/after", "/before"]);
+    let status = eventually(Duration::from_secs(30), "the bad messages counted", || {
+        let status = row(
+            port,
+            "SELECT bad_messages, reconnects, state, last_error \
+             FROM armorlake.sources WHERE stream = 'logs'",
+        );
+        (status[0] == "2").then_some(status)
+    });
+    // One subscription throughout: the stream was never re-opened.
+    assert_eq!(status[1], "0", "{status:?}");
+    assert_eq!(status[2], "streaming", "{status:?}");
+    assert!(status[3].contains("not UTF-8"), "{status:?}");
 }

@@ -227,7 +227,10 @@ impl Kind for TextMap {
         Ok(())
     }
     fn view(value: &Self::Prost) -> Self::View<'_> {
-        value.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+        value
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 }
 

@@ -117,7 +117,11 @@ fn unknown_fields_of_every_wire_type_are_skipped() {
     key(103, 4, &mut bytes);
     let (a, b) = logs_both_ways(&[bytes, full_log().encode_to_vec()]);
     assert_eq!(a, b);
-    assert_eq!(a.slice(0, 1), a.slice(1, 1), "the unknown fields changed the row");
+    assert_eq!(
+        a.slice(0, 1),
+        a.slice(1, 1),
+        "the unknown fields changed the row"
+    );
 }
 
 #[test]
@@ -154,7 +158,10 @@ fn repeated_fields_follow_protobuf_rules() {
 
     let view = AlertView::decode(&bytes).unwrap();
     assert_eq!((view.pid, view.host_pid), (42, -7));
-    assert_eq!((view.severity, view.cluster_name), ("9", "the-last-cluster"));
+    assert_eq!(
+        (view.severity, view.cluster_name),
+        ("9", "the-last-cluster")
+    );
     assert_eq!(view.a_tags.last(), Some(&"one-more-tag"));
     let owner = view.owner.unwrap();
     assert_eq!((owner.r#ref, owner.name), ("Deployment", "merged-name"));
@@ -185,7 +192,10 @@ fn invalid_messages_are_refused_and_append_nothing() {
     ];
     let mut b = LogBatchBuilder::new("op", "ep", 8);
     for (what, bytes) in &cases {
-        assert!(Log::decode(bytes.as_slice()).is_err(), "prost accepts {what}");
+        assert!(
+            Log::decode(bytes.as_slice()).is_err(),
+            "prost accepts {what}"
+        );
         assert!(b.append_wire(bytes).is_err(), "the reader accepts {what}");
         assert_eq!(b.len(), 0, "{what} appended a row");
     }
