@@ -157,32 +157,26 @@ pub struct Owner;
 /// `ExecEvent`.
 pub struct Exec;
 
-impl Kind for Int32 {
-    type View<'a> = i32;
-    type Prost = i32;
-    fn read<'a>(view: &mut i32, wire: u8, r: &mut Reader<'a>) -> Result<()> {
-        expect(wire, VARINT)?;
-        // int32 is sent sign-extended to 64 bits; prost keeps the low 32.
-        *view = r.varint()? as i32;
-        Ok(())
-    }
-    fn view(value: &i32) -> i32 {
-        *value
-    }
+/// A varint scalar field: `int32` is sent sign-extended to 64 bits and, as prost does, keeps
+/// the low 32.
+macro_rules! varint_kind {
+    ($kind:ident, $ty:ty) => {
+        impl Kind for $kind {
+            type View<'a> = $ty;
+            type Prost = $ty;
+            fn read<'a>(view: &mut $ty, wire: u8, r: &mut Reader<'a>) -> Result<()> {
+                expect(wire, VARINT)?;
+                *view = r.varint()? as $ty;
+                Ok(())
+            }
+            fn view(value: &$ty) -> $ty {
+                *value
+            }
+        }
+    };
 }
-
-impl Kind for Int64 {
-    type View<'a> = i64;
-    type Prost = i64;
-    fn read<'a>(view: &mut i64, wire: u8, r: &mut Reader<'a>) -> Result<()> {
-        expect(wire, VARINT)?;
-        *view = r.varint()? as i64;
-        Ok(())
-    }
-    fn view(value: &i64) -> i64 {
-        *value
-    }
-}
+varint_kind!(Int32, i32);
+varint_kind!(Int64, i64);
 
 impl Kind for Text {
     type View<'a> = &'a str;
