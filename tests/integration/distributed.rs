@@ -79,7 +79,8 @@ fn wait_for_all_events(port: u16, what: &str) {
 }
 
 /// Queries that exercise every distributed path: partial aggregates, count distinct, top-k,
-/// time buckets, filters, LIMIT, a join and a point lookup. Each orders its rows fully.
+/// time buckets, filters, LIMIT, a join, a point lookup and a union. Each orders its rows
+/// fully.
 const QUERIES: &[&str] = &[
     "SELECT count(*) FROM logs",
     "SELECT namespace_name, count(*) AS n FROM logs GROUP BY namespace_name ORDER BY namespace_name",
@@ -95,6 +96,8 @@ const QUERIES: &[&str] = &[
      AND a.pod_name = l.pod_name GROUP BY 1 ORDER BY 1",
     "SELECT host_name, operation, resource FROM logs WHERE \"timestamp\" = '2026-11-23T03:00:01.500Z' ORDER BY 1, 2, 3",
     "SELECT type, count(*) FROM messages GROUP BY type ORDER BY type",
+    "SELECT count(*) FROM (SELECT host_name FROM logs WHERE operation = 'File' UNION ALL \
+     SELECT host_name FROM alerts WHERE operation = 'File') u",
 ];
 
 fn answers(port: u16) -> Vec<Vec<String>> {
@@ -183,13 +186,24 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
         plan.contains("t0:[west@west-1]") && !plan.contains("t1:"),
         "one task, on west-1: {plan}"
     );
-    // A plan over both clusters is cut into stages by datafusion-distributed instead.
+    // Over both clusters, the count runs on one member of each, and the query node adds up.
     let both = query(port, "EXPLAIN SELECT count(*) FROM logs").join("\n");
     assert!(
-        !both.contains("OperatorPlanExec")
-            && both.contains(":[west@west-1]")
-            && both.contains(":[east@east-"),
-        "both clusters, one task each: {both}"
+        both.contains("OperatorPlanExec: runs on east@east-")
+            && both.contains(", west@west-1")
+            && both.contains("t0:[east@east-")
+            && both.contains("t0:[west@west-1]")
+            && !both.contains("NetworkCoalesceExec"),
+        "one fragment per cluster: {both}"
+    );
+    // A join of raw rows is left to datafusion-distributed: one task per cluster.
+    let join = QUERIES.iter().find(|q| q.contains(" JOIN ")).unwrap();
+    let plan = query(port, &format!("EXPLAIN {join}")).join("\n");
+    assert!(
+        !plan.contains("OperatorPlanExec")
+            && plan.contains("t0:[east@east-")
+            && plan.contains("t1:[west@west-1]"),
+        "tasks: {plan}"
     );
     assert_eq!(
         query(port, west_hour),

@@ -46,6 +46,10 @@ pub struct Args {
     /// Simulated KubeArmor nodes (hosts) in the events.
     #[arg(long, default_value_t = 4)]
     pub nodes: u32,
+    /// Runs of each measurement (armorlake's ingest, and PostgreSQL's COPY into re-created
+    /// tables); the median run is reported, so one slow or fast run does not set the ratio.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
     /// Measure armorlake only.
     #[arg(long)]
     pub skip_postgres: bool,
@@ -142,7 +146,10 @@ impl Highs {
 #[derive(Debug)]
 pub struct Postgres {
     pub version: String,
+    /// The median run's COPY per table: rows and time.
     pub tables: Vec<(Table, u64, Duration)>,
+    /// Every run's COPY of all tables, in the order they ran.
+    pub runs: Vec<Duration>,
     pub copy_text_bytes: u64,
     pub generate: Duration,
     pub relation_bytes: u64,

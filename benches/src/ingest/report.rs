@@ -158,6 +158,7 @@ pub fn print_postgres(pg: &Postgres, args: &Args) {
         pg.copy_text_bytes as f64 / total_rows(pg) as f64,
         pg.generate.as_secs_f64()
     );
+    print_runs("  COPY, all tables", total_rows(pg), &pg.runs);
     for (table, rows, took) in &pg.tables {
         println!(
             "  psql -c \"COPY {table} FROM STDIN\" < {table}.copy: {} rows in {:.2} s = {} \
@@ -181,6 +182,19 @@ pub fn print_postgres(pg: &Postgres, args: &Args) {
         pg.postgres_cores,
         pg.others_cores,
         noise(pg.others_cores)
+    );
+}
+
+/// Every run's rate, and which one the figures are from.
+pub fn print_runs(what: &str, events: u64, runs: &[Duration]) {
+    let rates: Vec<String> = runs
+        .iter()
+        .map(|took| format!("{} events/s", thousands(rate(events, *took) as u64)))
+        .collect();
+    println!(
+        "\n{what}, {} run(s) in order: {}; the median run is reported",
+        runs.len(),
+        rates.join(", ")
     );
 }
 

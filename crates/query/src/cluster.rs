@@ -116,8 +116,10 @@ impl ClusterTable {
         let meta_error = |e: armorlake_meta::Error| DataFusionError::External(Box::new(e));
         let nodes = self.meta.nodes().await.map_err(meta_error)?;
         let partitions = self.meta.partitions().await.map_err(meta_error)?;
-        let mut slots = Vec::new();
-        for cluster in armorlake_meta::clusters(&nodes) {
+        // One slot per cluster, their members probed concurrently (a probe is a TCP
+        // connect: it waits on the other side, not on this one).
+        let clusters = armorlake_meta::clusters(&nodes);
+        let slots = clusters.iter().map(|cluster| {
             let members: Vec<&NodeInfo> = nodes
                 .iter()
                 .filter(|n| n.role == Role::Operator && cluster.members.contains(&n.id))
@@ -126,32 +128,27 @@ impl ClusterTable {
                 .iter()
                 .filter(|p| p.table == self.table && cluster.members.contains(&p.operator))
                 .collect();
-            if !may_hold(range, &held) {
-                slots.push(None);
-                continue;
-            }
-            if self.local.as_deref() == Some(cluster.name.as_str()) {
-                slots.push(Some(TaskTarget {
-                    cluster: cluster.name.clone(),
-                    node: members.first().map(|n| n.id.clone()).unwrap_or_default(),
-                    url: String::new(),
-                }));
-                continue;
-            }
-            let mut chosen = None;
-            for member in &members {
-                if self.liveness.check(member).await? {
-                    chosen = Some(member);
-                    break;
+            async move {
+                if !may_hold(range, &held) {
+                    return Ok(None);
                 }
-            }
-            match chosen {
-                Some(member) => slots.push(Some(TaskTarget {
-                    cluster: cluster.name.clone(),
-                    node: member.id.clone(),
-                    url: worker_url(&member.address)?.to_string(),
-                })),
-                None if allow_partial => {
+                if self.local.as_deref() == Some(cluster.name.as_str()) {
+                    return Ok(Some(TaskTarget {
+                        cluster: cluster.name.clone(),
+                        node: members.first().map(|n| n.id.clone()).unwrap_or_default(),
+                        url: String::new(),
+                    }));
+                }
+                for member in &members {
+                    if self.liveness.check(member).await? {
+                        return Ok(Some(TaskTarget {
+                            cluster: cluster.name.clone(),
+                            node: member.id.clone(),
+                            url: worker_url(&member.address)?.to_string(),
+                        }));
+                    }
+                }
+                if allow_partial {
                     let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
                     crate::notices::notice(format!(
                         "partial results: operator cluster {} is unreachable ({}); its rows \
@@ -160,21 +157,20 @@ impl ClusterTable {
                         ids.join(", "),
                         self.table.name()
                     ));
-                    slots.push(None);
+                    return Ok(None);
                 }
-                None => {
-                    let down: Vec<String> = members
-                        .iter()
-                        .map(|m| format!("{} ({})", m.id, m.address))
-                        .collect();
-                    return Err(DataFusionError::Execution(format!(
-                        "operator cluster {} is unreachable: no live member among {}",
-                        cluster.name,
-                        down.join(", ")
-                    )));
-                }
+                let down: Vec<String> = members
+                    .iter()
+                    .map(|m| format!("{} ({})", m.id, m.address))
+                    .collect();
+                Err(DataFusionError::Execution(format!(
+                    "operator cluster {} is unreachable: no live member among {}",
+                    cluster.name,
+                    down.join(", ")
+                )))
             }
-        }
+        });
+        let slots = futures::future::try_join_all(slots).await?;
         Ok(slots)
     }
 }

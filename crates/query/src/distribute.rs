@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::codec::ArmorlakeCodec;
-use crate::fragment::RunOnOneOperator;
+use crate::fragment::{GatherFromOperators, RunOnOneOperator};
 use crate::scan::{LocalOperator, OperatorScanExec, TaskTarget};
 
 /// How long a probe may take before the operator counts as down.
@@ -330,7 +330,8 @@ pub fn coordinator_state(
         .with_distributed_worker_resolver(LiveWorkers(liveness))
         .with_distributed_channel_resolver(channels.clone())
         .with_physical_optimizer_rule(Arc::new(CompactScanSlots))
-        .with_physical_optimizer_rule(Arc::new(RunOnOneOperator::new(channels)))
+        .with_physical_optimizer_rule(Arc::new(RunOnOneOperator::new(channels.clone())))
+        .with_physical_optimizer_rule(Arc::new(GatherFromOperators::new(channels)))
         .with_distributed_planner()
         .with_distributed_user_codec(ArmorlakeCodec)
         .with_distributed_desired_task_count_handler(desired_task_count)

@@ -33,14 +33,23 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::analyze::AnalyzeExec;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::Boundedness;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
-    displayable, execute_stream,
+    displayable, execute_stream, replace_children_if_necessary,
 };
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::bytes::{
@@ -110,18 +119,13 @@ impl PhysicalOptimizerRule for RunOnOneOperator {
                 Ok(Transformed::yes(Arc::new(scan) as Arc<dyn ExecutionPlan>))
             })?
             .data;
-        let Some(encoded) = encode_for_operators(&whole) else {
-            return Ok(plan);
-        };
-        let url = Url::parse(&target.url)
-            .map_err(|e| DataFusionError::Internal(format!("worker URL {:?}: {e}", target.url)))?;
-        Ok(Arc::new(OperatorPlanExec::new(
-            target,
-            url,
-            whole,
-            encoded,
-            self.channels.clone(),
-        )))
+        match Fragment::new(target, whole, false)? {
+            Some(fragment) => Ok(Arc::new(OperatorPlanExec::new(
+                vec![fragment],
+                self.channels.clone(),
+            ))),
+            None => Ok(plan),
+        }
     }
 
     fn name(&self) -> &str {
@@ -130,6 +134,204 @@ impl PhysicalOptimizerRule for RunOnOneOperator {
 
     fn schema_check(&self) -> bool {
         true
+    }
+}
+
+/// Splits a plan over several remote operator clusters where its partitions meet. Above
+/// each scan is a stretch of work done partition by partition (filters, projections, partial
+/// aggregates, sorts of each partition, local limits) up to a node that merges partitions
+/// (a repartition, a coalesce, a sort-preserving merge, a join or a union). That stretch is
+/// sent whole to every cluster the scan reads, as one [`OperatorPlanExec`] each, and the
+/// query node merges what comes back: one round trip per operator and no stage of its own
+/// anywhere.
+///
+/// It applies when every scan's stretch filters, aggregates or limits, so what crosses the
+/// network is already reduced. A plan that moves raw rows (a join of whole tables) is left to
+/// datafusion-distributed, which also runs the join on the operators. All or nothing: a
+/// worker could not run a stage holding an [`OperatorPlanExec`].
+#[derive(Debug)]
+pub struct GatherFromOperators {
+    channels: WorkerChannels,
+}
+
+impl GatherFromOperators {
+    /// The rule, reaching operators through `channels`.
+    pub fn new(channels: WorkerChannels) -> GatherFromOperators {
+        GatherFromOperators { channels }
+    }
+
+    /// `node` with the stretch over each of its scans sent to the operators, or `None` when
+    /// one of them cannot be.
+    fn gather(&self, node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        if let Some((scan, reduces)) = stretch_scan(node) {
+            return match reduces {
+                true => self.scatter(node, scan),
+                false => Ok(None),
+            };
+        }
+        let children = node.children();
+        if children.is_empty() {
+            return Ok(Some(Arc::clone(node)));
+        }
+        let mut gathered = Vec::with_capacity(children.len());
+        for child in children {
+            match self.gather(child)? {
+                Some(child) => gathered.push(child),
+                None => return Ok(None),
+            }
+        }
+        if node.downcast_ref::<UnionExec>().is_some() && gathered.len() > 1 {
+            // datafusion-distributed would run each input of a union in a task of its own,
+            // on a worker, which cannot run an `OperatorPlanExec`: a union of fragments
+            // becomes one node with all of them; a union of fragments and other inputs is
+            // left to the distributed planner as a whole.
+            return Ok(self.fused(node, &gathered));
+        }
+        replace_children_if_necessary(Arc::clone(node), gathered).map(Some)
+    }
+
+    /// `union`'s inputs, when each is an [`OperatorPlanExec`] of its schema, as one
+    /// [`OperatorPlanExec`] running all their fragments.
+    fn fused(
+        &self,
+        union: &Arc<dyn ExecutionPlan>,
+        inputs: &[Arc<dyn ExecutionPlan>],
+    ) -> Option<Arc<dyn ExecutionPlan>> {
+        let mut fragments = Vec::new();
+        for input in inputs {
+            let remote = input.downcast_ref::<OperatorPlanExec>()?;
+            if remote.schema() != union.schema() {
+                return None;
+            }
+            fragments.extend(remote.fragments.iter().cloned());
+        }
+        Some(Arc::new(OperatorPlanExec::new(
+            fragments,
+            self.channels.clone(),
+        )))
+    }
+
+    /// The stretch `top` over `scan`, run on each operator the scan reads: one partition per
+    /// operator, ordered as the stretch is when it is.
+    fn scatter(
+        &self,
+        top: &Arc<dyn ExecutionPlan>,
+        scan: &OperatorScanExec,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let mut fragments = Vec::new();
+        for slot in scan.tasks().iter().filter(|slot| !slot.is_empty()) {
+            let target = &slot[0];
+            if target.url.is_empty() || slot.iter().any(|t| t != target) {
+                return Ok(None);
+            }
+            let shipped = Arc::clone(top)
+                .transform_up(|node| match node.downcast_ref::<OperatorScanExec>() {
+                    Some(scan) => Ok(Transformed::yes(
+                        Arc::new(scan.with_tasks(vec![slot.clone()])?) as Arc<dyn ExecutionPlan>,
+                    )),
+                    None => Ok(Transformed::no(node)),
+                })?
+                .data;
+            // The same stretch for every operator, so decoding it once tells for all.
+            let checked = !fragments.is_empty();
+            match Fragment::new(target.clone(), merged(shipped), checked)? {
+                Some(fragment) => fragments.push(fragment),
+                None => return Ok(None),
+            }
+        }
+        match fragments.is_empty() {
+            // The time range rules out every cluster: the scan reads nothing where it is.
+            true => Ok(Some(Arc::clone(top))),
+            false => Ok(Some(Arc::new(OperatorPlanExec::new(
+                fragments,
+                self.channels.clone(),
+            )))),
+        }
+    }
+}
+
+impl PhysicalOptimizerRule for GatherFromOperators {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if plan.downcast_ref::<AnalyzeExec>().is_some() || !reads_remote_operators(&plan)? {
+            return Ok(plan);
+        }
+        Ok(self.gather(&plan)?.unwrap_or(plan))
+    }
+
+    fn name(&self) -> &str {
+        "armorlake_gather_from_operators"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Whether a scan of `plan` reads another process's operator.
+fn reads_remote_operators(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
+    plan.exists(|node| {
+        Ok(node
+            .downcast_ref::<OperatorScanExec>()
+            .is_some_and(|scan| scan.tasks().iter().flatten().any(|t| !t.url.is_empty())))
+    })
+}
+
+/// The scan at the bottom of `top`, when `top` and everything down to it work partition by
+/// partition, and whether that stretch reduces the scan's rows (filters, aggregates or
+/// limits them).
+fn stretch_scan(top: &Arc<dyn ExecutionPlan>) -> Option<(&OperatorScanExec, bool)> {
+    let mut reduces = false;
+    let mut node = top;
+    loop {
+        if let Some(scan) = node.downcast_ref::<OperatorScanExec>() {
+            return Some((scan, reduces || scan.limit.is_some()));
+        }
+        reduces |= per_partition(node)?;
+        let [child] = node.children()[..] else {
+            return None;
+        };
+        node = child;
+    }
+}
+
+/// Whether `node` does its work within each input partition, never across them, and if so
+/// whether it reduces rows.
+fn per_partition(node: &Arc<dyn ExecutionPlan>) -> Option<bool> {
+    if node.downcast_ref::<FilterExec>().is_some()
+        || node.downcast_ref::<LocalLimitExec>().is_some()
+    {
+        return Some(true);
+    }
+    if node.downcast_ref::<ProjectionExec>().is_some()
+        || node.downcast_ref::<CooperativeExec>().is_some()
+    {
+        return Some(false);
+    }
+    if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
+        return (*aggregate.mode() == AggregateMode::Partial).then_some(true);
+    }
+    if let Some(sort) = node.downcast_ref::<SortExec>() {
+        return sort
+            .preserve_partitioning()
+            .then_some(sort.fetch().is_some());
+    }
+    None
+}
+
+/// `plan` with its partitions merged into one: in order when they are ordered, and with its
+/// limit, if it has one, applied to the merge.
+fn merged(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    if plan.output_partitioning().partition_count() <= 1 {
+        return plan;
+    }
+    let fetch = plan.fetch();
+    match plan.output_ordering().cloned() {
+        Some(ordering) => Arc::new(SortPreservingMergeExec::new(ordering, plan).with_fetch(fetch)),
+        None => Arc::new(CoalescePartitionsExec::new(plan).with_fetch(fetch)),
     }
 }
 
@@ -171,8 +373,9 @@ fn operator_functions() -> Result<Arc<TaskContext>> {
 }
 
 /// `plan` encoded for an operator, if the operators can decode it: a query node has
-/// functions of its own (the PostgreSQL catalog's) that they do not.
-fn encode_for_operators(plan: &Arc<dyn ExecutionPlan>) -> Option<Bytes> {
+/// functions of its own (the PostgreSQL catalog's) that they do not. `checked`: a plan that
+/// differs from this one only in its scans' slots already decoded.
+fn encode_for_operators(plan: &Arc<dyn ExecutionPlan>, checked: bool) -> Option<Bytes> {
     static OPERATOR_FUNCTIONS: LazyLock<Option<Arc<TaskContext>>> =
         LazyLock::new(|| operator_functions().ok());
     let ctx = OPERATOR_FUNCTIONS.as_ref()?;
@@ -180,6 +383,9 @@ fn encode_for_operators(plan: &Arc<dyn ExecutionPlan>) -> Option<Bytes> {
     let encoded = encoded
         .inspect_err(|e| tracing::debug!(error = %e, "a plan stays distributed: not encodable"))
         .ok()?;
+    if checked {
+        return Some(encoded);
+    }
     match physical_plan_from_bytes_with_extension_codec(&encoded, ctx, &ArmorlakeCodec) {
         Ok(_) => Some(encoded),
         Err(e) => {
@@ -189,67 +395,99 @@ fn encode_for_operators(plan: &Arc<dyn ExecutionPlan>) -> Option<Bytes> {
     }
 }
 
-/// A whole plan run on one operator, its rows relayed. Its one partition is the plan's
-/// partitions merged there.
-#[derive(Debug)]
-pub struct OperatorPlanExec {
+/// A plan for one operator, ready to send.
+#[derive(Debug, Clone)]
+struct Fragment {
     target: TaskTarget,
     url: Url,
     plan: Arc<dyn ExecutionPlan>,
     encoded: Bytes,
+}
+
+impl Fragment {
+    /// `plan` to run on `target`, if the operators can decode it (`checked`: as
+    /// [`encode_for_operators`]).
+    fn new(
+        target: TaskTarget,
+        plan: Arc<dyn ExecutionPlan>,
+        checked: bool,
+    ) -> Result<Option<Fragment>> {
+        let Some(encoded) = encode_for_operators(&plan, checked) else {
+            return Ok(None);
+        };
+        let url = Url::parse(&target.url)
+            .map_err(|e| DataFusionError::Internal(format!("worker URL {:?}: {e}", target.url)))?;
+        Ok(Some(Fragment {
+            target,
+            url,
+            plan,
+            encoded,
+        }))
+    }
+}
+
+/// Plans run whole on operators, their rows relayed: partition `i` is fragment `i`'s plan,
+/// its partitions merged on its operator. A leaf, so datafusion-distributed keeps it on the
+/// query node.
+#[derive(Debug)]
+pub struct OperatorPlanExec {
+    fragments: Vec<Fragment>,
     channels: WorkerChannels,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
 
 impl OperatorPlanExec {
-    fn new(
-        target: TaskTarget,
-        url: Url,
-        plan: Arc<dyn ExecutionPlan>,
-        encoded: Bytes,
-        channels: WorkerChannels,
-    ) -> OperatorPlanExec {
-        // One partition keeps its order across the wire; several are merged in any order.
-        let equivalence = match plan.output_partitioning().partition_count() {
-            1 => plan.equivalence_properties().clone(),
-            _ => EquivalenceProperties::new(plan.schema()),
+    /// `fragments` (at least one, all of one schema), run through `channels`.
+    fn new(fragments: Vec<Fragment>, channels: WorkerChannels) -> OperatorPlanExec {
+        let plan = &fragments[0].plan;
+        // A plan of one partition keeps its order across the wire; several are merged in
+        // any order.
+        let ordered = fragments
+            .iter()
+            .all(|f| f.plan.output_partitioning().partition_count() == 1);
+        let equivalence = match ordered {
+            true => plan.equivalence_properties().clone(),
+            false => EquivalenceProperties::new(plan.schema()),
         };
         let properties = Arc::new(PlanProperties::new(
             equivalence,
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(fragments.len()),
             plan.pipeline_behavior(),
             Boundedness::Bounded,
         ));
         OperatorPlanExec {
-            target,
-            url,
-            plan,
-            encoded,
+            fragments,
             channels,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
-    /// The operator it runs on.
-    pub fn target(&self) -> &TaskTarget {
-        &self.target
+    /// The operators it runs on, one per partition.
+    pub fn targets(&self) -> impl Iterator<Item = &TaskTarget> {
+        self.fragments.iter().map(|f| &f.target)
     }
 }
 
 impl DisplayAs for OperatorPlanExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let on = format!("{}@{}", self.target.cluster, self.target.node);
+        let on: Vec<String> = self
+            .targets()
+            .map(|t| format!("{}@{}", t.cluster, t.node))
+            .collect();
+        let on = on.join(", ");
         match t {
             DisplayFormatType::TreeRender => write!(f, "runs_on={on}"),
             DisplayFormatType::Default | DisplayFormatType::Verbose => {
                 write!(f, "OperatorPlanExec: runs on {on}")?;
-                // The plan it ships, indented as its child would be.
+                // The plans it ships, each indented as a child would be.
                 let verbose = matches!(t, DisplayFormatType::Verbose);
-                let inner = displayable(self.plan.as_ref()).indent(verbose).to_string();
-                for line in inner.lines() {
-                    write!(f, "\n  {line}")?;
+                for fragment in &self.fragments {
+                    let inner = displayable(fragment.plan.as_ref()).indent(verbose);
+                    for line in inner.to_string().lines() {
+                        write!(f, "\n  {line}")?;
+                    }
                 }
                 Ok(())
             }
@@ -293,25 +531,26 @@ impl ExecutionPlan for OperatorPlanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
+        let Some(fragment) = self.fragments.get(partition) else {
             return Err(DataFusionError::Internal(format!(
-                "OperatorPlanExec has one partition, asked for {partition}"
+                "OperatorPlanExec has {} partitions, asked for {partition}",
+                self.fragments.len()
             )));
-        }
-        let channel = self.channels.channel(&self.url)?;
+        };
+        let channel = self.channels.channel(&fragment.url)?;
         let memory_limit = match context.memory_pool().memory_limit() {
             MemoryLimit::Finite(bytes) => Some(bytes as u64),
             MemoryLimit::Infinite | MemoryLimit::Unknown => None,
         };
         let ticket = FragmentTicket {
-            plan: self.encoded.clone(),
+            plan: fragment.encoded.clone(),
             memory_limit,
         };
         let ticket = Ticket {
             ticket: ticket.encode_to_vec().into(),
         };
-        let node = self.target.node.clone();
-        let address = self.url.authority().to_string();
+        let node = fragment.target.node.clone();
+        let address = fragment.url.authority().to_string();
         let schema = self.schema();
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let batches = futures::stream::once(async move {
@@ -334,9 +573,15 @@ impl ExecutionPlan for OperatorPlanExec {
         let batches = batches.map(move |batch| {
             let batch = batch?;
             baseline.record_output(batch.num_rows());
-            // The declared schema (the wire keeps types, not field metadata).
-            RecordBatch::try_new(Arc::clone(&declared), batch.columns().to_vec())
-                .map_err(DataFusionError::from)
+            // The declared schema (the wire keeps types, not field metadata), and the row
+            // count, which a batch without columns has only there.
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            RecordBatch::try_new_with_options(
+                Arc::clone(&declared),
+                batch.columns().to_vec(),
+                &options,
+            )
+            .map_err(DataFusionError::from)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
@@ -570,7 +815,6 @@ mod tests {
     use super::*;
     use armorlake_common::Table;
     use armorlake_meta::ClusterSecurity;
-    use datafusion::physical_plan::union::UnionExec;
 
     fn target(cluster: &str, remote: bool) -> Vec<TaskTarget> {
         vec![TaskTarget {
@@ -593,7 +837,7 @@ mod tests {
         let plan = rule.optimize(plan, &ConfigOptions::default()).unwrap();
         let remote = plan.downcast_ref::<OperatorPlanExec>()?;
         let mut slots = Vec::new();
-        remote
+        remote.fragments[0]
             .plan
             .apply(|node| {
                 if let Some(scan) = node.downcast_ref::<OperatorScanExec>() {
@@ -602,7 +846,7 @@ mod tests {
                 Ok(TreeNodeRecursion::Continue)
             })
             .unwrap();
-        Some((remote.target().node.clone(), slots))
+        Some((remote.fragments[0].target.node.clone(), slots))
     }
 
     #[test]
@@ -628,6 +872,95 @@ mod tests {
         .unwrap();
         assert_eq!(run(union), None);
         assert_eq!(run(scan(vec![target("b", false)])), None);
+    }
+
+    /// What the gathering rule makes of `plan`: per operator it sends to, the node and the
+    /// shipped plan's slots per scan; `None` when it leaves the plan alone.
+    fn gather(plan: Arc<dyn ExecutionPlan>) -> Option<Vec<(String, Vec<usize>)>> {
+        let rule = GatherFromOperators::new(WorkerChannels::new(ClusterSecurity::none()));
+        let before = displayable(plan.as_ref()).indent(true).to_string();
+        let after = rule.optimize(plan, &ConfigOptions::default()).unwrap();
+        if displayable(after.as_ref()).indent(true).to_string() == before {
+            return None;
+        }
+        let mut sent = Vec::new();
+        after
+            .apply(|node| {
+                for fragment in node
+                    .downcast_ref::<OperatorPlanExec>()
+                    .map_or(&[][..], |remote| &remote.fragments)
+                {
+                    let mut slots = Vec::new();
+                    fragment.plan.apply(|n| {
+                        if let Some(scan) = n.downcast_ref::<OperatorScanExec>() {
+                            slots.push(scan.tasks().len());
+                        }
+                        Ok(TreeNodeRecursion::Continue)
+                    })?;
+                    sent.push((fragment.target.node.clone(), slots));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .unwrap();
+        Some(sent)
+    }
+
+    fn limited(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        Arc::new(
+            CoalescePartitionsExec::new(Arc::new(LocalLimitExec::new(plan, 10)))
+                .with_fetch(Some(10)),
+        )
+    }
+
+    #[test]
+    fn a_reducing_stretch_over_several_operators_runs_on_each_of_them() {
+        let two = limited(scan(vec![target("a", true), target("b", true)]));
+        let sent = vec![("a-1".to_string(), vec![1]), ("b-1".to_string(), vec![1])];
+        assert_eq!(gather(two), Some(sent));
+        // The merge on the query node now reads one partition per operator.
+        let rule = GatherFromOperators::new(WorkerChannels::new(ClusterSecurity::none()));
+        let two = limited(scan(vec![target("a", true), target("b", true)]));
+        let plan = rule.optimize(two, &ConfigOptions::default()).unwrap();
+        let gathered = plan.children()[0];
+        assert_eq!(gathered.name(), "OperatorPlanExec");
+        assert_eq!(gathered.output_partitioning().partition_count(), 2);
+        // A union of such stretches is one node running all of them.
+        let union = UnionExec::try_new(vec![
+            Arc::new(LocalLimitExec::new(
+                scan(vec![target("a", true), target("b", true)]),
+                10,
+            )),
+            Arc::new(LocalLimitExec::new(
+                scan(vec![target("a", true), vec![]]),
+                10,
+            )),
+        ])
+        .unwrap();
+        let plan = rule.optimize(union, &ConfigOptions::default()).unwrap();
+        assert_eq!(plan.name(), "OperatorPlanExec");
+        assert_eq!(plan.output_partitioning().partition_count(), 3);
+    }
+
+    #[test]
+    fn raw_rows_local_operators_and_mixed_plans_stay_as_they_are() {
+        // Raw rows: datafusion-distributed may run what is above them on the operators.
+        let raw = Arc::new(CoalescePartitionsExec::new(scan(vec![
+            target("a", true),
+            target("b", true),
+        ])));
+        assert_eq!(gather(raw), None);
+        // All or nothing: one raw scan keeps the whole plan with the distributed planner.
+        let mixed = UnionExec::try_new(vec![
+            limited(scan(vec![target("a", true), target("b", true)])),
+            Arc::new(CoalescePartitionsExec::new(scan(vec![
+                target("a", true),
+                target("b", true),
+            ]))),
+        ])
+        .unwrap();
+        assert_eq!(gather(mixed), None);
+        // The operator in this process (`up`) reads its own rows.
+        assert_eq!(gather(limited(scan(vec![target("b", false)]))), None);
     }
 
     #[test]

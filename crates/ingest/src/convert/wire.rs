@@ -125,7 +125,7 @@ fn expect(wire: u8, expected: u8) -> Result<()> {
 
 fn text<'a>(wire: u8, r: &mut Reader<'a>) -> Result<&'a str> {
     expect(wire, LEN)?;
-    std::str::from_utf8(r.bytes()?).map_err(|_| WireError("text is not UTF-8"))
+    simdutf8::basic::from_utf8(r.bytes()?).map_err(|_| WireError("text is not UTF-8"))
 }
 
 /// How one kind of protobuf field is read in place and viewed from its prost value.
