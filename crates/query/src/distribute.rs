@@ -337,7 +337,12 @@ pub fn coordinator_state(
         .with_distributed_desired_task_count_handler(desired_task_count)
         .with_distributed_scale_up_leaf_node_handler(scale_up)
         .with_distributed_route_tasks_handler(route_tasks)
-        .with_distributed_max_tasks_per_stage(MAX_TASKS_PER_STAGE)?;
+        .with_distributed_max_tasks_per_stage(MAX_TASKS_PER_STAGE)?
+        // A union's inputs run in the same tasks, each reading its slot: scans stay aligned
+        // slot by slot, and a union over `up`'s local operator, or over operators' gathered
+        // answers, stays on this process. (Run in tasks of their own, its inputs would be
+        // sent to workers: `up` has none, and a worker cannot run an `OperatorPlanExec`.)
+        .with_distributed_children_isolator_unions(false)?;
     let mut state = state.build();
     crate::functions::register(&mut state)?;
     Ok(state)

@@ -46,7 +46,6 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
     displayable, execute_stream, replace_children_if_necessary,
@@ -141,14 +140,16 @@ impl PhysicalOptimizerRule for RunOnOneOperator {
 /// each scan is a stretch of work done partition by partition (filters, projections, partial
 /// aggregates, sorts of each partition, local limits) up to a node that merges partitions
 /// (a repartition, a coalesce, a sort-preserving merge, a join or a union). That stretch is
-/// sent whole to every cluster the scan reads, as one [`OperatorPlanExec`] each, and the
-/// query node merges what comes back: one round trip per operator and no stage of its own
-/// anywhere.
+/// sent whole to every cluster the scan reads, and one [`OperatorPlanExec`] with a partition
+/// per operator takes its place; the query node merges what comes back. One round trip per
+/// operator, and no stage anywhere.
 ///
 /// It applies when every scan's stretch filters, aggregates or limits, so what crosses the
 /// network is already reduced. A plan that moves raw rows (a join of whole tables) is left to
 /// datafusion-distributed, which also runs the join on the operators. All or nothing: a
-/// worker could not run a stage holding an [`OperatorPlanExec`].
+/// worker could not run a stage holding an [`OperatorPlanExec`]. (The distributed planner
+/// leaves a plan whose leaves are all `OperatorPlanExec`s on the query node; its "children
+/// isolator" unions, which would send each input of a union to a worker, are off.)
 #[derive(Debug)]
 pub struct GatherFromOperators {
     channels: WorkerChannels,
@@ -180,35 +181,7 @@ impl GatherFromOperators {
                 None => return Ok(None),
             }
         }
-        if node.downcast_ref::<UnionExec>().is_some() && gathered.len() > 1 {
-            // datafusion-distributed would run each input of a union in a task of its own,
-            // on a worker, which cannot run an `OperatorPlanExec`: a union of fragments
-            // becomes one node with all of them; a union of fragments and other inputs is
-            // left to the distributed planner as a whole.
-            return Ok(self.fused(node, &gathered));
-        }
         replace_children_if_necessary(Arc::clone(node), gathered).map(Some)
-    }
-
-    /// `union`'s inputs, when each is an [`OperatorPlanExec`] of its schema, as one
-    /// [`OperatorPlanExec`] running all their fragments.
-    fn fused(
-        &self,
-        union: &Arc<dyn ExecutionPlan>,
-        inputs: &[Arc<dyn ExecutionPlan>],
-    ) -> Option<Arc<dyn ExecutionPlan>> {
-        let mut fragments = Vec::new();
-        for input in inputs {
-            let remote = input.downcast_ref::<OperatorPlanExec>()?;
-            if remote.schema() != union.schema() {
-                return None;
-            }
-            fragments.extend(remote.fragments.iter().cloned());
-        }
-        Some(Arc::new(OperatorPlanExec::new(
-            fragments,
-            self.channels.clone(),
-        )))
     }
 
     /// The stretch `top` over `scan`, run on each operator the scan reads: one partition per
@@ -815,6 +788,7 @@ mod tests {
     use super::*;
     use armorlake_common::Table;
     use armorlake_meta::ClusterSecurity;
+    use datafusion::physical_plan::union::UnionExec;
 
     fn target(cluster: &str, remote: bool) -> Vec<TaskTarget> {
         vec![TaskTarget {
@@ -924,7 +898,7 @@ mod tests {
         let gathered = plan.children()[0];
         assert_eq!(gathered.name(), "OperatorPlanExec");
         assert_eq!(gathered.output_partitioning().partition_count(), 2);
-        // A union of such stretches is one node running all of them.
+        // Each input of a union is gathered.
         let union = UnionExec::try_new(vec![
             Arc::new(LocalLimitExec::new(
                 scan(vec![target("a", true), target("b", true)]),
@@ -937,7 +911,8 @@ mod tests {
         ])
         .unwrap();
         let plan = rule.optimize(union, &ConfigOptions::default()).unwrap();
-        assert_eq!(plan.name(), "OperatorPlanExec");
+        let inputs: Vec<&str> = plan.children().iter().map(|c| c.name()).collect();
+        assert_eq!(inputs, ["OperatorPlanExec", "OperatorPlanExec"]);
         assert_eq!(plan.output_partitioning().partition_count(), 3);
     }
 
