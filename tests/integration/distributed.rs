@@ -196,6 +196,24 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
             && !both.contains("NetworkCoalesceExec"),
         "one fragment per cluster: {both}"
     );
+    // A LIMIT over rows in no order asks the operators one after another, until it has
+    // enough: here more rows than either cluster holds, so both are read.
+    let limit = "SELECT count(*) FROM (SELECT pid FROM logs LIMIT 9000) t";
+    let plan = query(port, &format!("EXPLAIN {limit}")).join("\n");
+    assert!(plan.contains(", one after another"), "{plan}");
+    assert_eq!(query(port, limit), ["9000"], "{limit}");
+    assert!(
+        query_i64(
+            port,
+            "SELECT count(*) FROM logs WHERE \"timestamp\" < '2026-11-23T04:00:00Z'"
+        ) < 9000
+    );
+    assert!(
+        query_i64(
+            port,
+            "SELECT count(*) FROM logs WHERE \"timestamp\" >= '2026-11-23T04:00:00Z'"
+        ) < 9000
+    );
     // A join of raw rows is left to datafusion-distributed: one task per cluster.
     let join = QUERIES.iter().find(|q| q.contains(" JOIN ")).unwrap();
     let plan = query(port, &format!("EXPLAIN {join}")).join("\n");

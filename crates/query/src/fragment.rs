@@ -121,6 +121,7 @@ impl PhysicalOptimizerRule for RunOnOneOperator {
         match Fragment::new(target, whole, false)? {
             Some(fragment) => Ok(Arc::new(OperatorPlanExec::new(
                 vec![fragment],
+                false,
                 self.channels.clone(),
             ))),
             None => Ok(plan),
@@ -212,11 +213,14 @@ impl GatherFromOperators {
                 None => return Ok(None),
             }
         }
+        // A limit over rows in no order: the first operators may already give enough.
+        let one_after_another = top.fetch().is_some() && top.output_ordering().is_none();
         match fragments.is_empty() {
             // The time range rules out every cluster: the scan reads nothing where it is.
             true => Ok(Some(Arc::clone(top))),
             false => Ok(Some(Arc::new(OperatorPlanExec::new(
                 fragments,
+                one_after_another,
                 self.channels.clone(),
             )))),
         }
@@ -405,32 +409,46 @@ impl Fragment {
 #[derive(Debug)]
 pub struct OperatorPlanExec {
     fragments: Vec<Fragment>,
+    /// One partition reading the fragments in turn, instead of one partition per fragment.
+    one_after_another: bool,
     channels: WorkerChannels,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
 
 impl OperatorPlanExec {
-    /// `fragments` (at least one, all of one schema), run through `channels`.
-    fn new(fragments: Vec<Fragment>, channels: WorkerChannels) -> OperatorPlanExec {
+    /// `fragments` (at least one, all of one schema), run through `channels`: all at once,
+    /// a partition each, or `one_after_another` in one partition (when their order does not
+    /// matter and a limit above may need only the first).
+    fn new(
+        fragments: Vec<Fragment>,
+        one_after_another: bool,
+        channels: WorkerChannels,
+    ) -> OperatorPlanExec {
         let plan = &fragments[0].plan;
         // A plan of one partition keeps its order across the wire; several are merged in
-        // any order.
-        let ordered = fragments
-            .iter()
-            .all(|f| f.plan.output_partitioning().partition_count() == 1);
+        // any order, and so are fragments read one after another.
+        let ordered = (fragments.len() == 1 || !one_after_another)
+            && fragments
+                .iter()
+                .all(|f| f.plan.output_partitioning().partition_count() == 1);
+        let partitions = match one_after_another {
+            true => 1,
+            false => fragments.len(),
+        };
         let equivalence = match ordered {
             true => plan.equivalence_properties().clone(),
             false => EquivalenceProperties::new(plan.schema()),
         };
         let properties = Arc::new(PlanProperties::new(
             equivalence,
-            Partitioning::UnknownPartitioning(fragments.len()),
+            Partitioning::UnknownPartitioning(partitions),
             plan.pipeline_behavior(),
             Boundedness::Bounded,
         ));
         OperatorPlanExec {
             fragments,
+            one_after_another,
             channels,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
@@ -454,6 +472,9 @@ impl DisplayAs for OperatorPlanExec {
             DisplayFormatType::TreeRender => write!(f, "runs_on={on}"),
             DisplayFormatType::Default | DisplayFormatType::Verbose => {
                 write!(f, "OperatorPlanExec: runs on {on}")?;
+                if self.one_after_another && self.fragments.len() > 1 {
+                    write!(f, ", one after another")?;
+                }
                 // The plans it ships, each indented as a child would be.
                 let verbose = matches!(t, DisplayFormatType::Verbose);
                 for fragment in &self.fragments {
@@ -504,44 +525,29 @@ impl ExecutionPlan for OperatorPlanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let Some(fragment) = self.fragments.get(partition) else {
-            return Err(DataFusionError::Internal(format!(
-                "OperatorPlanExec has {} partitions, asked for {partition}",
-                self.fragments.len()
-            )));
-        };
-        let channel = self.channels.channel(&fragment.url)?;
         let memory_limit = match context.memory_pool().memory_limit() {
             MemoryLimit::Finite(bytes) => Some(bytes as u64),
             MemoryLimit::Infinite | MemoryLimit::Unknown => None,
         };
-        let ticket = FragmentTicket {
-            plan: fragment.encoded.clone(),
-            memory_limit,
+        let fragments = match (self.one_after_another, self.fragments.get(partition)) {
+            (true, _) if partition == 0 => &self.fragments[..],
+            (false, Some(fragment)) => std::slice::from_ref(fragment),
+            _ => {
+                return Err(DataFusionError::Internal(format!(
+                    "OperatorPlanExec has {} partitions, asked for {partition}",
+                    self.properties.partitioning.partition_count()
+                )));
+            }
         };
-        let ticket = Ticket {
-            ticket: ticket.encode_to_vec().into(),
-        };
-        let node = fragment.target.node.clone();
-        let address = fragment.url.authority().to_string();
+        // Each fragment's DoGet is sent when its stream is first polled: one after another,
+        // a fragment is only asked for when the ones before it are done.
+        let streams = fragments
+            .iter()
+            .map(|fragment| self.fetch(fragment, memory_limit))
+            .collect::<Result<Vec<_>>>()?;
         let schema = self.schema();
         let baseline = BaselineMetrics::new(&self.metrics, partition);
-        let batches = futures::stream::once(async move {
-            let mut client =
-                FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
-            let response = client
-                .do_get(ticket)
-                .await
-                .map_err(|status| operator_error(&node, &address, status))?;
-            let data = response.into_inner().map_err(FlightError::from);
-            let batches =
-                FlightRecordBatchStream::new_from_flight_data(data).map_err(move |e| match e {
-                    FlightError::Tonic(status) => operator_error(&node, &address, *status),
-                    other => DataFusionError::External(Box::new(other)),
-                });
-            Ok::<_, DataFusionError>(batches)
-        })
-        .try_flatten();
+        let batches = futures::stream::iter(streams).flatten();
         let declared = self.schema();
         let batches = batches.map(move |batch| {
             let batch = batch?;
@@ -560,6 +566,43 @@ impl ExecutionPlan for OperatorPlanExec {
             schema,
             batches.boxed(),
         )))
+    }
+}
+
+impl OperatorPlanExec {
+    /// The rows `fragment` sends, its `DoGet` sent when the stream is first polled.
+    fn fetch(
+        &self,
+        fragment: &Fragment,
+        memory_limit: Option<u64>,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let channel = self.channels.channel(&fragment.url)?;
+        let ticket = FragmentTicket {
+            plan: fragment.encoded.clone(),
+            memory_limit,
+        };
+        let ticket = Ticket {
+            ticket: ticket.encode_to_vec().into(),
+        };
+        let node = fragment.target.node.clone();
+        let address = fragment.url.authority().to_string();
+        let batches = futures::stream::once(async move {
+            let mut client =
+                FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+            let response = client
+                .do_get(ticket)
+                .await
+                .map_err(|status| operator_error(&node, &address, status))?;
+            let data = response.into_inner().map_err(FlightError::from);
+            let batches =
+                FlightRecordBatchStream::new_from_flight_data(data).map_err(move |e| match e {
+                    FlightError::Tonic(status) => operator_error(&node, &address, *status),
+                    other => DataFusionError::External(Box::new(other)),
+                });
+            Ok::<_, DataFusionError>(batches)
+        })
+        .try_flatten();
+        Ok(batches.boxed())
     }
 }
 
@@ -788,6 +831,7 @@ mod tests {
     use super::*;
     use armorlake_common::Table;
     use armorlake_meta::ClusterSecurity;
+    use datafusion::physical_expr::expressions::lit;
     use datafusion::physical_plan::union::UnionExec;
 
     fn target(cluster: &str, remote: bool) -> Vec<TaskTarget> {
@@ -879,6 +923,14 @@ mod tests {
         Some(sent)
     }
 
+    fn filtered_stretch(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        Arc::new(FilterExec::try_new(lit(true), plan).unwrap())
+    }
+
+    fn filtered(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        Arc::new(CoalescePartitionsExec::new(filtered_stretch(plan)))
+    }
+
     fn limited(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
         Arc::new(
             CoalescePartitionsExec::new(Arc::new(LocalLimitExec::new(plan, 10)))
@@ -891,29 +943,37 @@ mod tests {
         let two = limited(scan(vec![target("a", true), target("b", true)]));
         let sent = vec![("a-1".to_string(), vec![1]), ("b-1".to_string(), vec![1])];
         assert_eq!(gather(two), Some(sent));
-        // The merge on the query node now reads one partition per operator.
+        // A filter: the merge on the query node reads one partition per operator.
         let rule = GatherFromOperators::new(WorkerChannels::new(ClusterSecurity::none()));
-        let two = limited(scan(vec![target("a", true), target("b", true)]));
+        let two = filtered(scan(vec![target("a", true), target("b", true)]));
         let plan = rule.optimize(two, &ConfigOptions::default()).unwrap();
         let gathered = plan.children()[0];
         assert_eq!(gathered.name(), "OperatorPlanExec");
         assert_eq!(gathered.output_partitioning().partition_count(), 2);
         // Each input of a union is gathered.
         let union = UnionExec::try_new(vec![
-            Arc::new(LocalLimitExec::new(
-                scan(vec![target("a", true), target("b", true)]),
-                10,
-            )),
-            Arc::new(LocalLimitExec::new(
-                scan(vec![target("a", true), vec![]]),
-                10,
-            )),
+            filtered_stretch(scan(vec![target("a", true), target("b", true)])),
+            filtered_stretch(scan(vec![target("a", true), vec![]])),
         ])
         .unwrap();
         let plan = rule.optimize(union, &ConfigOptions::default()).unwrap();
         let inputs: Vec<&str> = plan.children().iter().map(|c| c.name()).collect();
         assert_eq!(inputs, ["OperatorPlanExec", "OperatorPlanExec"]);
         assert_eq!(plan.output_partitioning().partition_count(), 3);
+    }
+
+    #[test]
+    fn a_limit_over_rows_in_no_order_asks_the_operators_one_after_another() {
+        let rule = GatherFromOperators::new(WorkerChannels::new(ClusterSecurity::none()));
+        let two = limited(scan(vec![target("a", true), target("b", true)]));
+        let plan = rule.optimize(two, &ConfigOptions::default()).unwrap();
+        let gathered = plan.children()[0];
+        assert_eq!(gathered.output_partitioning().partition_count(), 1);
+        let shown = displayable(gathered.as_ref()).one_line().to_string();
+        assert!(
+            shown.contains("runs on a@a-1, b@b-1, one after another"),
+            "{shown}"
+        );
     }
 
     #[test]
