@@ -85,7 +85,9 @@ fn run(args: &Args) -> Result<(), String> {
         let dir = temp.path().join(format!("armorlake-{run}"));
         runs.push(runtime.block_on(armorlake(args, &dir, &[]))?);
         // Each run's data goes before the next, so the disk is in the same state for each.
-        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            eprintln!("warning: removing {}: {e}", dir.display());
+        }
     }
     let took: Vec<Duration> = runs.iter().map(|a| a.acknowledged).collect();
     runs.sort_by_key(|a| a.acknowledged);
