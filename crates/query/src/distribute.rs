@@ -9,8 +9,9 @@
 //! query node itself, which holds no rows.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use armorlake_meta::{MetaService, NodeInfo, Role};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -37,20 +38,55 @@ use crate::scan::{LocalOperator, OperatorScanExec, TaskTarget};
 /// How long a probe may take before the operator counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// How long a connection held open to an operator vouches for it without a new probe. The
+/// query node's background prober renews it twice a second; past this, a scan probes again.
+const HELD_FRESH: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone)]
 struct Health {
     url: Url,
     live: bool,
 }
 
+/// A connection a probe opened and kept: while its far end stays open, the process that
+/// accepted it is alive. It is never written to; the operator's end closes when its process
+/// exits, however it dies, and a non-blocking read then sees the end at once.
+#[derive(Debug)]
+struct Held {
+    stream: std::net::TcpStream,
+    /// When a probe last connected.
+    probed: Instant,
+}
+
+impl Held {
+    /// Whether the far end is still open. Drains whatever the operator sent (an HTTP/2
+    /// server greets first), so that an end behind it is seen.
+    fn open(&mut self) -> bool {
+        let mut scratch = [0_u8; 256];
+        loop {
+            match (&self.stream).read(&mut scratch) {
+                Ok(0) => return false,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
 /// Which operators this query node can reach. A background prober keeps it current for the
-/// stages that may run anywhere; a query probes the member it is about to use for a scan
-/// (a TCP connect: well under a millisecond nearby), so a killed operator is skipped at once
-/// rather than after a heartbeat timeout. Liveness is the query node's own observation: it
-/// keeps working while the master is away.
+/// stages that may run anywhere. A query checks the member it is about to use for a scan, so
+/// that a killed operator is skipped at once rather than after a heartbeat timeout: a probe
+/// (a TCP connect) keeps its connection open, and while that connection is open and less
+/// than [`HELD_FRESH`] old, checking it is one non-blocking read, not a new connection on
+/// both sides. Liveness is the query node's own observation: it keeps working while the
+/// master is away.
 #[derive(Debug, Default)]
 pub struct Liveness {
     nodes: RwLock<HashMap<String, Health>>,
+    /// Per operator address, the connection its last successful probe opened.
+    held: Mutex<HashMap<String, Held>>,
 }
 
 /// The URL of an operator's worker service.
@@ -66,12 +102,45 @@ impl Liveness {
         Arc::new(Liveness::default())
     }
 
-    /// Whether `node` answers now.
+    /// Whether `node` answers now: its held connection is still open, or a new probe
+    /// connects.
     pub async fn check(&self, node: &NodeInfo) -> Result<bool> {
         let url = worker_url(&node.address)?;
-        let live = probe(&node.address).await;
+        let live = self.still_open(&node.address) || self.probe(&node.address).await;
         self.record(&node.id, url, live);
         Ok(live)
+    }
+
+    /// Whether the connection held to `address` is fresh and still open; a closed or stale
+    /// one is dropped.
+    fn still_open(&self, address: &str) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(h) = held.get_mut(address) else {
+            return false;
+        };
+        if h.probed.elapsed() < HELD_FRESH && h.open() {
+            return true;
+        }
+        held.remove(address);
+        false
+    }
+
+    /// Connects to `address`; on success the connection is held for later checks.
+    async fn probe(&self, address: &str) -> bool {
+        let connected = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(address)).await;
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        // Tokio's streams are non-blocking, and stay so as standard ones.
+        match connected.map(|c| c.and_then(TcpStream::into_std)) {
+            Ok(Ok(stream)) => {
+                let probed = Instant::now();
+                held.insert(address.to_string(), Held { stream, probed });
+                true
+            }
+            _ => {
+                held.remove(address);
+                false
+            }
+        }
     }
 
     fn record(&self, id: &str, url: Url, live: bool) {
@@ -96,7 +165,9 @@ impl Liveness {
         urls
     }
 
-    /// Probes every operator `meta` lists, every `interval`, until `shutdown`.
+    /// Probes every operator `meta` lists, every `interval`, until `shutdown`. Each probe
+    /// is a new connection, so an operator that stopped answering without closing its
+    /// connections (a lost network path) is seen within a probe timeout.
     pub async fn run_prober(
         self: Arc<Self>,
         meta: Arc<dyn MetaService>,
@@ -114,7 +185,7 @@ impl Liveness {
                         let Ok(url) = worker_url(&node.address) else {
                             return;
                         };
-                        let live = probe(&node.address).await;
+                        let live = this.probe(&node.address).await;
                         this.record(&node.id, url, live);
                     }
                 });
@@ -126,13 +197,6 @@ impl Liveness {
             }
         }
     }
-}
-
-async fn probe(address: &str) -> bool {
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(address)).await,
-        Ok(Ok(_))
-    )
 }
 
 /// The workers a coordinator may send stages to: the operators last seen alive.
@@ -455,5 +519,43 @@ mod tests {
         let b = scan(vec![vec![], target("b", true)]);
         let union = UnionExec::try_new(vec![a, b]).unwrap();
         assert_eq!(compact(union), [vec!["", "b", ""], vec!["", "b"]]);
+    }
+
+    #[tokio::test]
+    async fn a_held_connection_vouches_for_an_operator_until_its_process_closes_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let node = NodeInfo::new("op-1", Role::Operator, address.clone(), "test");
+        let liveness = Liveness::new();
+
+        assert!(liveness.check(&node).await.unwrap());
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        // What a server sends first is read and ignored.
+        tokio::io::AsyncWriteExt::write_all(&mut accepted, b"greeting")
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            assert!(liveness.check(&node).await.unwrap());
+        }
+        // Checks while the connection is open made no new one.
+        let another = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+        assert!(another.is_err(), "a check connected again");
+        assert_eq!(liveness.live_urls(), [worker_url(&address).unwrap()]);
+
+        // The process exits: its end closes and its port stops listening. The next check
+        // says so (on loopback the end arrives before `close` returns; a few retries keep
+        // a loaded machine from failing the test).
+        drop(accepted);
+        drop(listener);
+        let mut live = true;
+        for _ in 0..50 {
+            live = liveness.check(&node).await.unwrap();
+            if !live {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!live, "a closed operator still counts as live");
+        assert!(liveness.live_urls().is_empty());
     }
 }
