@@ -455,9 +455,44 @@ impl OperatorPlanExec {
         }
     }
 
-    /// The operators it runs on, one per partition.
+    /// The operators it runs on, one per fragment.
     pub fn targets(&self) -> impl Iterator<Item = &TaskTarget> {
         self.fragments.iter().map(|f| &f.target)
+    }
+
+    /// The rows `fragment` sends, its `DoGet` sent when the stream is first polled.
+    fn fetch(
+        &self,
+        fragment: &Fragment,
+        memory_limit: Option<u64>,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let channel = self.channels.channel(&fragment.url)?;
+        let ticket = FragmentTicket {
+            plan: fragment.encoded.clone(),
+            memory_limit,
+        };
+        let ticket = Ticket {
+            ticket: ticket.encode_to_vec().into(),
+        };
+        let node = fragment.target.node.clone();
+        let address = fragment.url.authority().to_string();
+        let batches = futures::stream::once(async move {
+            let mut client =
+                FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+            let response = client
+                .do_get(ticket)
+                .await
+                .map_err(|status| operator_error(&node, &address, status))?;
+            let data = response.into_inner().map_err(FlightError::from);
+            let batches =
+                FlightRecordBatchStream::new_from_flight_data(data).map_err(move |e| match e {
+                    FlightError::Tonic(status) => operator_error(&node, &address, *status),
+                    other => DataFusionError::External(Box::new(other)),
+                });
+            Ok::<_, DataFusionError>(batches)
+        })
+        .try_flatten();
+        Ok(batches.boxed())
     }
 }
 
@@ -546,9 +581,9 @@ impl ExecutionPlan for OperatorPlanExec {
             .map(|fragment| self.fetch(fragment, memory_limit))
             .collect::<Result<Vec<_>>>()?;
         let schema = self.schema();
+        let declared = Arc::clone(&schema);
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let batches = futures::stream::iter(streams).flatten();
-        let declared = self.schema();
         let batches = batches.map(move |batch| {
             let batch = batch?;
             baseline.record_output(batch.num_rows());
@@ -566,43 +601,6 @@ impl ExecutionPlan for OperatorPlanExec {
             schema,
             batches.boxed(),
         )))
-    }
-}
-
-impl OperatorPlanExec {
-    /// The rows `fragment` sends, its `DoGet` sent when the stream is first polled.
-    fn fetch(
-        &self,
-        fragment: &Fragment,
-        memory_limit: Option<u64>,
-    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-        let channel = self.channels.channel(&fragment.url)?;
-        let ticket = FragmentTicket {
-            plan: fragment.encoded.clone(),
-            memory_limit,
-        };
-        let ticket = Ticket {
-            ticket: ticket.encode_to_vec().into(),
-        };
-        let node = fragment.target.node.clone();
-        let address = fragment.url.authority().to_string();
-        let batches = futures::stream::once(async move {
-            let mut client =
-                FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
-            let response = client
-                .do_get(ticket)
-                .await
-                .map_err(|status| operator_error(&node, &address, status))?;
-            let data = response.into_inner().map_err(FlightError::from);
-            let batches =
-                FlightRecordBatchStream::new_from_flight_data(data).map_err(move |e| match e {
-                    FlightError::Tonic(status) => operator_error(&node, &address, *status),
-                    other => DataFusionError::External(Box::new(other)),
-                });
-            Ok::<_, DataFusionError>(batches)
-        })
-        .try_flatten();
-        Ok(batches.boxed())
     }
 }
 
