@@ -14,7 +14,41 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use datafusion_proto::protobuf::LogicalExprNode;
 use prost::Message;
 
+use crate::count_by_text::CountByTextExec;
 use crate::scan::{OperatorScanExec, TaskTarget};
+
+/// One of armorlake's nodes on the wire.
+#[derive(Clone, PartialEq, Message)]
+struct NodeProto {
+    #[prost(oneof = "Node", tags = "1, 2")]
+    node: Option<Node>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum Node {
+    #[prost(message, tag = "1")]
+    Scan(ScanProto),
+    #[prost(message, tag = "2")]
+    CountByText(CountByTextProto),
+}
+
+/// [`CountByTextExec`] on the wire (its input is the node's one child).
+#[derive(Clone, PartialEq, Message)]
+struct CountByTextProto {
+    #[prost(uint32, tag = "1")]
+    group: u32,
+    #[prost(message, repeated, tag = "2")]
+    counts: Vec<CountProto>,
+    #[prost(message, optional, tag = "3")]
+    schema: Option<datafusion_proto::protobuf::Schema>,
+}
+
+/// One count: of a column's non-null values, or (no column) of rows.
+#[derive(Clone, PartialEq, Message)]
+struct CountProto {
+    #[prost(uint32, optional, tag = "1")]
+    column: Option<u32>,
+}
 
 /// [`OperatorScanExec`] on the wire: the table by name, never a file path.
 #[derive(Clone, PartialEq, Message)]
@@ -70,43 +104,37 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
         ctx: &TaskContext,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if !inputs.is_empty() {
-            return Err(codec_error("decoding OperatorScanExec", "it has no inputs"));
+        let proto = NodeProto::decode(buf).map_err(|e| codec_error("decoding a node", e))?;
+        match proto.node {
+            Some(Node::Scan(scan)) if inputs.is_empty() => decode_scan(scan, ctx),
+            Some(Node::CountByText(count)) => {
+                let [input] = inputs else {
+                    return Err(codec_error("decoding CountByTextExec", "it has one input"));
+                };
+                let schema = count
+                    .schema
+                    .as_ref()
+                    .ok_or_else(|| codec_error("decoding CountByTextExec", "no schema"))?;
+                let schema = arrow::datatypes::Schema::try_from(schema)
+                    .map_err(|e| codec_error("decoding CountByTextExec's schema", e))?;
+                let counts = count
+                    .counts
+                    .iter()
+                    .map(|c| c.column.map(|c| c as usize))
+                    .collect();
+                let exec = CountByTextExec::try_new(
+                    Arc::clone(input),
+                    count.group as usize,
+                    counts,
+                    Arc::new(schema),
+                )?;
+                Ok(Arc::new(exec))
+            }
+            Some(Node::Scan(_)) => {
+                Err(codec_error("decoding OperatorScanExec", "it has no inputs"))
+            }
+            None => Err(codec_error("decoding a node", "none given")),
         }
-        let proto = ScanProto::decode(buf).map_err(|e| codec_error("decoding a scan", e))?;
-        let table = Table::from_name(&proto.table)
-            .ok_or_else(|| codec_error("decoding a scan", format!("no table {}", proto.table)))?;
-        let projection = proto
-            .projected
-            .then(|| proto.projection.iter().map(|&i| i as usize).collect());
-        let filters = parse_exprs(&proto.filters, ctx, &DefaultLogicalExtensionCodec {})
-            .map_err(|e| codec_error("decoding a scan's filters", e))?;
-        let tasks = proto
-            .tasks
-            .into_iter()
-            .map(|t| {
-                t.targets
-                    .into_iter()
-                    .map(|t| TaskTarget {
-                        cluster: t.cluster,
-                        node: t.node,
-                        url: t.url,
-                    })
-                    .collect()
-            })
-            .collect();
-        let limit = proto.limit.map(|l| l as usize);
-        Ok(Arc::new(
-            OperatorScanExec::new(
-                table,
-                projection,
-                filters,
-                limit,
-                tasks,
-                proto.partitions as usize,
-            )?
-            .with_query_id(proto.query_id),
-        ))
     }
 
     fn try_encode(
@@ -115,43 +143,100 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
         buf: &mut Vec<u8>,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        let Some(scan) = node.downcast_ref::<OperatorScanExec>() else {
+        let node = if let Some(scan) = node.downcast_ref::<OperatorScanExec>() {
+            Node::Scan(encode_scan(scan)?)
+        } else if let Some(count) = node.downcast_ref::<CountByTextExec>() {
+            let schema = datafusion_proto::protobuf::Schema::try_from(count.schema().as_ref())
+                .map_err(|e| codec_error("encoding CountByTextExec's schema", e))?;
+            Node::CountByText(CountByTextProto {
+                group: count.group() as u32,
+                counts: count
+                    .counts()
+                    .iter()
+                    .map(|c| CountProto {
+                        column: c.map(|c| c as u32),
+                    })
+                    .collect(),
+                schema: Some(schema),
+            })
+        } else {
             return Err(codec_error(
                 "encoding",
                 format!("unknown node {}", node.name()),
             ));
         };
-        let proto = ScanProto {
-            table: scan.table.name().to_string(),
-            projected: scan.projection.is_some(),
-            projection: scan
-                .projection
-                .iter()
-                .flatten()
-                .map(|&i| i as u32)
-                .collect(),
-            filters: serialize_exprs(&scan.filters, &DefaultLogicalExtensionCodec {})
-                .map_err(|e| codec_error("encoding a scan's filters", e))?,
-            limit: scan.limit.map(|l| l as u64),
-            tasks: scan
-                .tasks
-                .iter()
-                .map(|task| TaskProto {
-                    targets: task
-                        .iter()
-                        .map(|t| TargetProto {
-                            cluster: t.cluster.clone(),
-                            node: t.node.clone(),
-                            url: t.url.clone(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-            partitions: scan.partitions as u32,
-            query_id: scan.query_id.clone(),
-        };
-        proto
+        NodeProto { node: Some(node) }
             .encode(buf)
-            .map_err(|e| codec_error("encoding a scan", e))
+            .map_err(|e| codec_error("encoding a node", e))
     }
+}
+
+/// The scan `proto` describes.
+fn decode_scan(proto: ScanProto, ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
+    let table = Table::from_name(&proto.table)
+        .ok_or_else(|| codec_error("decoding a scan", format!("no table {}", proto.table)))?;
+    let projection = proto
+        .projected
+        .then(|| proto.projection.iter().map(|&i| i as usize).collect());
+    let filters = parse_exprs(&proto.filters, ctx, &DefaultLogicalExtensionCodec {})
+        .map_err(|e| codec_error("decoding a scan's filters", e))?;
+    let tasks = proto
+        .tasks
+        .into_iter()
+        .map(|t| {
+            t.targets
+                .into_iter()
+                .map(|t| TaskTarget {
+                    cluster: t.cluster,
+                    node: t.node,
+                    url: t.url,
+                })
+                .collect()
+        })
+        .collect();
+    let limit = proto.limit.map(|l| l as usize);
+    Ok(Arc::new(
+        OperatorScanExec::new(
+            table,
+            projection,
+            filters,
+            limit,
+            tasks,
+            proto.partitions as usize,
+        )?
+        .with_query_id(proto.query_id),
+    ))
+}
+
+/// `scan` as its message.
+fn encode_scan(scan: &OperatorScanExec) -> Result<ScanProto> {
+    Ok(ScanProto {
+        table: scan.table.name().to_string(),
+        projected: scan.projection.is_some(),
+        projection: scan
+            .projection
+            .iter()
+            .flatten()
+            .map(|&i| i as u32)
+            .collect(),
+        filters: serialize_exprs(&scan.filters, &DefaultLogicalExtensionCodec {})
+            .map_err(|e| codec_error("encoding a scan's filters", e))?,
+        limit: scan.limit.map(|l| l as u64),
+        tasks: scan
+            .tasks
+            .iter()
+            .map(|task| TaskProto {
+                targets: task
+                    .iter()
+                    .map(|t| TargetProto {
+                        cluster: t.cluster.clone(),
+                        node: t.node.clone(),
+                        url: t.url.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        partitions: scan.partitions as u32,
+        query_id: scan.query_id.clone(),
+    })
 }

@@ -62,6 +62,7 @@ use url::Url;
 
 use crate::WorkerChannels;
 use crate::codec::ArmorlakeCodec;
+use crate::count_by_text::CountByTextExec;
 use crate::scan::{LocalOperator, OperatorScanExec, TaskTarget};
 
 /// The largest gRPC message either side accepts: a plan, or a batch of rows.
@@ -290,6 +291,9 @@ fn per_partition(node: &Arc<dyn ExecutionPlan>) -> Option<bool> {
     }
     if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
         return (*aggregate.mode() == AggregateMode::Partial).then_some(true);
+    }
+    if node.downcast_ref::<CountByTextExec>().is_some() {
+        return Some(true);
     }
     if let Some(sort) = node.downcast_ref::<SortExec>() {
         return sort

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod channels;
 pub mod cluster;
 pub mod codec;
+pub mod count_by_text;
 pub mod distribute;
 pub mod flight;
 pub mod fragment;

@@ -1,0 +1,627 @@
+//! Rows counted by one text column: the commonest question asked of telemetry (events per
+//! namespace, per process, per container; `count(DISTINCT pod_name)`, which DataFusion plans
+//! as a grouping by `pod_name` with no aggregate at all).
+//!
+//! DataFusion's partial aggregate hashes and compares every row's string. Text read from
+//! Parquet is a `Utf8View` whose values, when their page is dictionary encoded, all point at
+//! that dictionary: rows holding one value share one 16-byte view, and so do any two rows
+//! holding the same string of at most 12 bytes, which a view holds inline. [`CountByTextExec`]
+//! groups each batch by view (a 16-byte key, hashed and compared as two words) and looks up
+//! the text of each distinct view once per batch; a batch of 8192 rows holding a few hundred
+//! distinct values does a few hundred string hashes instead of 8192.
+//!
+//! [`CountByText`] puts it in place of every partial aggregate of that shape, on the query
+//! node before the plan is cut, so operators receive it in their fragments (it is in
+//! [`ArmorlakeCodec`](crate::codec::ArmorlakeCodec)) and `up` runs it too.
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringViewBuilder};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::config::ConfigOptions;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+};
+use foldhash::fast::FixedState;
+use futures::StreamExt;
+use hashbrown::{HashMap, HashTable};
+
+/// Groups a partition holds before it sends them on and starts afresh: the final aggregate
+/// adds up a group sent twice, and memory stays bounded whatever the column's cardinality.
+const EMIT_AT_GROUPS: usize = 1 << 15;
+
+/// Replaces each partial `AggregateExec` that groups by one `Utf8View` column and only counts
+/// (rows, or a column's non-null values) with a [`CountByTextExec`] of the same output.
+#[derive(Debug, Default)]
+pub struct CountByText;
+
+impl PhysicalOptimizerRule for CountByText {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            match CountByTextExec::replacing(aggregate)? {
+                Some(exec) => Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>)),
+                None => Ok(Transformed::no(node)),
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "armorlake_count_by_text"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// A partial aggregate: per input partition, the distinct values of one text column, each
+/// with a count per counted expression. Its output is that of the `AggregateExec` it stands
+/// for (the group, then one `Int64` state per count), so the final aggregate is DataFusion's.
+#[derive(Debug)]
+pub struct CountByTextExec {
+    input: Arc<dyn ExecutionPlan>,
+    /// The input column grouped by.
+    group: usize,
+    /// Per count, the input column whose non-null values it counts; `None` counts rows.
+    counts: Vec<Option<usize>>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl CountByTextExec {
+    /// The node for `input`, grouping by input column `group` and emitting `schema` (the
+    /// group, then one count per entry of `counts`).
+    pub fn try_new(
+        input: Arc<dyn ExecutionPlan>,
+        group: usize,
+        counts: Vec<Option<usize>>,
+        schema: SchemaRef,
+    ) -> Result<CountByTextExec> {
+        let input_schema = input.schema();
+        let columns = input_schema.fields().len();
+        let grouped = input_schema.fields().get(group).map(|f| f.data_type());
+        let fits = grouped == Some(&DataType::Utf8View)
+            && counts.iter().flatten().all(|&c| c < columns)
+            && schema.fields().len() == 1 + counts.len()
+            && schema.field(0).data_type() == &DataType::Utf8View
+            && schema.fields()[1..]
+                .iter()
+                .all(|f| f.data_type() == &DataType::Int64);
+        if !fits {
+            return Err(DataFusionError::Internal(format!(
+                "CountByTextExec: group {group} and counts {counts:?} over {input_schema} \
+                 cannot give {schema}"
+            )));
+        }
+        // Each output partition holds what its input partition held: the partitioning
+        // stays; no order is promised.
+        let properties = PlanProperties::new(
+            datafusion::physical_expr::EquivalenceProperties::new(Arc::clone(&schema)),
+            input.output_partitioning().clone(),
+            datafusion::physical_plan::execution_plan::EmissionType::Final,
+            datafusion::physical_plan::execution_plan::Boundedness::Bounded,
+        );
+        Ok(CountByTextExec {
+            input,
+            group,
+            counts,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+
+    /// The node that does `aggregate`'s work, if `aggregate` is a partial aggregate grouping
+    /// by one `Utf8View` column and counting only.
+    fn replacing(aggregate: &AggregateExec) -> Result<Option<CountByTextExec>> {
+        let input_schema = aggregate.input_schema();
+        let group_by = aggregate.group_expr();
+        let shaped = *aggregate.mode() == AggregateMode::Partial
+            && !group_by.has_grouping_set()
+            && aggregate.limit_options().is_none()
+            && aggregate.properties().output_ordering().is_none()
+            && aggregate.filter_expr().iter().all(Option::is_none);
+        let [(group, _)] = group_by.expr() else {
+            return Ok(None);
+        };
+        let Some(group) = group.downcast_ref::<Column>() else {
+            return Ok(None);
+        };
+        if !shaped || input_schema.field(group.index()).data_type() != &DataType::Utf8View {
+            return Ok(None);
+        }
+        let mut counts = Vec::with_capacity(aggregate.aggr_expr().len());
+        for expr in aggregate.aggr_expr() {
+            let plain = expr.fun().name() == "count"
+                && !expr.is_distinct()
+                && expr.order_bys().is_empty()
+                && expr.state_fields()?.len() == 1;
+            let arguments = expr.expressions();
+            let [argument] = &arguments[..] else {
+                return Ok(None);
+            };
+            match counted(argument) {
+                Some(column) if plain => counts.push(column),
+                _ => return Ok(None),
+            }
+        }
+        CountByTextExec::try_new(
+            Arc::clone(aggregate.input()),
+            group.index(),
+            counts,
+            aggregate.schema(),
+        )
+        .map(Some)
+    }
+
+    /// The input column grouped by.
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
+    /// Per count, the input column whose non-null values it counts (`None`: rows).
+    pub fn counts(&self) -> &[Option<usize>] {
+        &self.counts
+    }
+}
+
+/// What a count's argument counts: `Some(Some(column))` a column's non-null values,
+/// `Some(None)` every row (`count(*)` is `count(1)`); `None` anything else.
+fn counted(argument: &Arc<dyn PhysicalExpr>) -> Option<Option<usize>> {
+    if let Some(column) = argument.downcast_ref::<Column>() {
+        return Some(Some(column.index()));
+    }
+    let literal = argument.downcast_ref::<Literal>()?;
+    (!literal.value().is_null()).then_some(None)
+}
+
+impl DisplayAs for CountByTextExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let schema = self.schema();
+        let counts: Vec<&str> = schema.fields()[1..]
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        match t {
+            DisplayFormatType::TreeRender => write!(f, "group={}", schema.field(0).name()),
+            DisplayFormatType::Default | DisplayFormatType::Verbose => write!(
+                f,
+                "CountByTextExec: group={}, counts=[{}]",
+                schema.field(0).name(),
+                counts.join(", ")
+            ),
+        }
+    }
+}
+
+impl ExecutionPlan for CountByTextExec {
+    fn name(&self) -> &str {
+        "CountByTextExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = &children[..] else {
+            return Err(DataFusionError::Internal(format!(
+                "CountByTextExec has one input, given {}",
+                children.len()
+            )));
+        };
+        let exec = CountByTextExec::try_new(
+            Arc::clone(input),
+            self.group,
+            self.counts.clone(),
+            self.schema(),
+        )?;
+        Ok(Arc::new(exec))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let reservation = MemoryConsumer::new(format!("CountByTextExec[{partition}]"))
+            .register(context.memory_pool());
+        let counter = Counter::new(self.group, self.counts.clone(), self.schema(), reservation);
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let state = (input, counter, baseline, false);
+        let batches = futures::stream::try_unfold(
+            state,
+            |(mut input, mut counter, baseline, done)| async move {
+                if done {
+                    return Ok(None);
+                }
+                while let Some(batch) = input.next().await {
+                    let batch = batch?;
+                    let timer = baseline.elapsed_compute().timer();
+                    counter.add(&batch)?;
+                    timer.done();
+                    if counter.groups() >= EMIT_AT_GROUPS {
+                        let out = counter.emit()?;
+                        baseline.record_output(out.num_rows());
+                        return Ok(Some((out, (input, counter, baseline, false))));
+                    }
+                }
+                if counter.groups() == 0 {
+                    return Ok(None);
+                }
+                let out = counter.emit()?;
+                baseline.record_output(out.num_rows());
+                Ok(Some((out, (input, counter, baseline, true))))
+            },
+        );
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            batches.boxed(),
+        )))
+    }
+}
+
+/// The groups of one partition and their counts.
+struct Counter {
+    group: usize,
+    counts: Vec<Option<usize>>,
+    schema: SchemaRef,
+    /// Every group's text, end to end: group `g` is `text[ends[g - 1]..ends[g]]`.
+    text: String,
+    ends: Vec<usize>,
+    /// Group ids, found by their text.
+    ids: HashTable<u32>,
+    hasher: FixedState,
+    /// The id of the group of nulls, once there is one.
+    null: Option<u32>,
+    /// Per count, per group.
+    totals: Vec<Vec<i64>>,
+    /// The current batch's group ids by view, and per row.
+    by_view: HashMap<u128, u32, FixedState>,
+    rows: Vec<u32>,
+    reservation: MemoryReservation,
+}
+
+impl Counter {
+    fn new(
+        group: usize,
+        counts: Vec<Option<usize>>,
+        schema: SchemaRef,
+        reservation: MemoryReservation,
+    ) -> Counter {
+        let totals = vec![Vec::new(); counts.len()];
+        Counter {
+            group,
+            counts,
+            schema,
+            text: String::new(),
+            ends: Vec::new(),
+            ids: HashTable::new(),
+            hasher: FixedState::default(),
+            null: None,
+            totals,
+            by_view: HashMap::default(),
+            rows: Vec::new(),
+            reservation,
+        }
+    }
+
+    fn groups(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Counts `batch`'s rows into their groups.
+    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let column = batch
+            .column(self.group)
+            .as_string_view_opt()
+            .ok_or_else(|| {
+                DataFusionError::Internal("CountByTextExec: the group is not Utf8View".into())
+            })?;
+        let views = column.views();
+        let nulls = column.logical_nulls();
+        self.by_view.clear();
+        self.rows.clear();
+        // `count(DISTINCT t)` only needs the groups.
+        let counting = !self.counts.is_empty();
+        // Neighbouring rows often hold the same value: one comparison instead of a lookup.
+        let mut last: Option<(u128, u32)> = None;
+        for (row, &view) in views.iter().enumerate() {
+            let id = if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+                self.null_group()
+            } else if let Some((_, id)) = last.filter(|&(v, _)| v == view) {
+                id
+            } else {
+                let id = match self.by_view.get(&view) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.text_group(column.value(row));
+                        self.by_view.insert(view, id);
+                        id
+                    }
+                };
+                last = Some((view, id));
+                id
+            };
+            if counting {
+                self.rows.push(id);
+            }
+        }
+        for (count, totals) in self.counts.iter().zip(&mut self.totals) {
+            totals.resize(self.ends.len(), 0);
+            let counted = count.and_then(|c| batch.column(c).logical_nulls());
+            match counted {
+                None => self.rows.iter().for_each(|&g| totals[g as usize] += 1),
+                Some(valid) => {
+                    for (&g, valid) in self.rows.iter().zip(valid.iter()) {
+                        totals[g as usize] += i64::from(valid);
+                    }
+                }
+            }
+        }
+        self.reservation.try_resize(self.memory())
+    }
+
+    /// The id of `value`'s group, made if new.
+    fn text_group(&mut self, value: &str) -> u32 {
+        let Counter {
+            text,
+            ends,
+            ids,
+            hasher,
+            ..
+        } = self;
+        let of = |g: u32| {
+            let g = g as usize;
+            let start = if g == 0 { 0 } else { ends[g - 1] };
+            &text[start..ends[g]]
+        };
+        let hash = hasher.hash_one(value);
+        if let Some(&id) = ids.find(hash, |&g| of(g) == value) {
+            return id;
+        }
+        let id = ends.len() as u32;
+        ids.insert_unique(hash, id, |&g| hasher.hash_one(of(g)));
+        text.push_str(value);
+        ends.push(text.len());
+        id
+    }
+
+    /// The id of the group of nulls, made if new.
+    fn null_group(&mut self) -> u32 {
+        if let Some(id) = self.null {
+            return id;
+        }
+        let id = self.ends.len() as u32;
+        self.ends.push(self.text.len());
+        self.null = Some(id);
+        id
+    }
+
+    /// Bytes held across batches.
+    fn memory(&self) -> usize {
+        self.text.capacity()
+            + self.ends.capacity() * size_of::<usize>()
+            + self.ids.capacity() * (size_of::<u32>() + 1)
+            + self.totals.iter().map(|t| t.capacity() * 8).sum::<usize>()
+            + self.by_view.capacity() * (size_of::<(u128, u32)>() + 1)
+            + self.rows.capacity() * size_of::<u32>()
+    }
+
+    /// The groups so far and their counts, as the aggregate's output; the counter is empty
+    /// after.
+    fn emit(&mut self) -> Result<RecordBatch> {
+        let mut keys = StringViewBuilder::with_capacity(self.ends.len());
+        let mut start = 0;
+        for (g, &end) in self.ends.iter().enumerate() {
+            match self.null == Some(g as u32) {
+                true => keys.append_null(),
+                false => keys.append_value(&self.text[start..end]),
+            }
+            start = end;
+        }
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(keys.finish())];
+        for totals in &mut self.totals {
+            totals.resize(self.ends.len(), 0);
+            columns.push(Arc::new(Int64Array::from(std::mem::take(totals))));
+        }
+        self.text.clear();
+        self.ends.clear();
+        self.ids.clear();
+        self.null = None;
+        self.reservation.try_resize(self.memory())?;
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{StringViewArray, UInt32Array};
+    use arrow::compute::take;
+    use arrow::datatypes::{Field, Schema};
+    use arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::SessionStateBuilder;
+    use datafusion::physical_plan::{collect, displayable};
+    use datafusion::prelude::SessionContext;
+    use datafusion_proto::bytes::{
+        physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+    };
+
+    use crate::codec::ArmorlakeCodec;
+
+    /// `n` rows in `partitions` partitions: a text column `t` of `distinct` values (short
+    /// ones held in their views, long ones in a buffer; every seventh row null), taken from
+    /// one array of those values so that rows share views as rows read from a dictionary
+    /// page do, and a column `c` that is null every fifth row.
+    fn table(n: usize, distinct: usize, partitions: usize) -> MemTable {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("t", DataType::Utf8View, true),
+            Field::new("c", DataType::Utf8View, true),
+        ]));
+        let values: StringViewArray = (0..distinct)
+            .map(|i| match i % 2 {
+                0 => Some(format!("v{i}")),
+                _ => Some(format!("a value longer than twelve bytes {i}")),
+            })
+            .collect();
+        let per_partition = n / partitions;
+        let batches = (0..partitions)
+            .map(|p| {
+                (0..per_partition)
+                    .step_by(1000)
+                    .map(|start| {
+                        let rows = start..(start + 1000).min(per_partition);
+                        let picks: UInt32Array = rows
+                            .clone()
+                            .map(|i| (i % 7 != 3).then_some(((i * 31 + p) % distinct) as u32))
+                            .collect();
+                        let t = take(&values, &picks, None).unwrap();
+                        let c: StringViewArray =
+                            rows.map(|i| (i % 5 != 0).then_some("x")).collect();
+                        RecordBatch::try_new(Arc::clone(&schema), vec![t, Arc::new(c)]).unwrap()
+                    })
+                    .collect()
+            })
+            .collect();
+        MemTable::try_new(schema, batches).unwrap()
+    }
+
+    fn context(with_rule: bool) -> SessionContext {
+        let mut builder = SessionStateBuilder::new().with_default_features();
+        if with_rule {
+            builder = builder.with_physical_optimizer_rule(Arc::new(CountByText));
+        }
+        SessionContext::new_with_state(builder.build())
+    }
+
+    /// The answer to `sql` with the rule and without, and the plan with it.
+    async fn both(sql: &str, n: usize, distinct: usize) -> (String, String, String) {
+        let mut answers = Vec::new();
+        let mut plan = String::new();
+        for with_rule in [true, false] {
+            let ctx = context(with_rule);
+            ctx.register_table("e", Arc::new(table(n, distinct, 3)))
+                .unwrap();
+            let frame = ctx.sql(sql).await.unwrap();
+            let physical = frame.create_physical_plan().await.unwrap();
+            if with_rule {
+                plan = displayable(physical.as_ref()).indent(false).to_string();
+            }
+            let batches = collect(physical, ctx.task_ctx()).await.unwrap();
+            answers.push(pretty_format_batches(&batches).unwrap().to_string());
+        }
+        let without = answers.pop().unwrap();
+        (answers.pop().unwrap(), without, plan)
+    }
+
+    #[tokio::test]
+    async fn counts_by_text_match_datafusions_aggregate() {
+        let queries = [
+            "SELECT t, count(*) AS n, count(c) AS m, count(t) AS k FROM e GROUP BY t ORDER BY t",
+            "SELECT count(DISTINCT t) AS d FROM e",
+            "SELECT t, count(*) FROM e WHERE c IS NULL GROUP BY t ORDER BY 2 DESC, t LIMIT 5",
+        ];
+        for sql in queries {
+            // Few groups, and more than a partition holds before it emits.
+            for distinct in [40, 3 * EMIT_AT_GROUPS] {
+                let (with, without, plan) = both(sql, 300_000, distinct).await;
+                assert!(plan.contains("CountByTextExec"), "{sql}:\n{plan}");
+                // What is left to DataFusion's partial aggregates groups by nothing.
+                let grouped = plan
+                    .lines()
+                    .filter(|l| l.contains("mode=Partial"))
+                    .any(|l| !l.contains("gby=[]"));
+                assert!(!grouped, "{sql}:\n{plan}");
+                assert_eq!(with, without, "{sql} over {distinct} values");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn other_aggregates_stay_with_datafusion() {
+        let queries = [
+            "SELECT t, count(*), min(c) FROM e GROUP BY t",
+            "SELECT t, c, count(*) FROM e GROUP BY t, c",
+            "SELECT t, avg(length(c)) FROM e GROUP BY t",
+            "SELECT t, count(*) FILTER (WHERE c = 'x') FROM e GROUP BY t",
+            "SELECT upper(t), count(*) FROM e GROUP BY upper(t)",
+        ];
+        for sql in queries {
+            let (_, _, plan) = both(sql, 3000, 10).await;
+            assert!(!plan.contains("CountByTextExec"), "{sql}:\n{plan}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_node_crosses_the_wire_intact() {
+        let ctx = context(true);
+        ctx.register_table("e", Arc::new(table(3000, 10, 1)))
+            .unwrap();
+        let sql = "SELECT t, count(*) AS n, count(c) AS m FROM e GROUP BY t ORDER BY t";
+        let plan = ctx.sql(sql).await.unwrap();
+        let plan = plan.create_physical_plan().await.unwrap();
+        let mut node = None;
+        plan.apply(|n| {
+            if n.downcast_ref::<CountByTextExec>().is_some() {
+                node = Some(Arc::clone(n));
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        let node = node.expect("a CountByTextExec");
+        // Its input (a memory table) is DataFusion's to encode; it stands in for a scan.
+        let bytes = physical_plan_to_bytes_with_extension_codec(Arc::clone(&node), &ArmorlakeCodec)
+            .unwrap();
+        let back =
+            physical_plan_from_bytes_with_extension_codec(&bytes, &ctx.task_ctx(), &ArmorlakeCodec)
+                .unwrap();
+        let back = back.downcast_ref::<CountByTextExec>().expect("decoded");
+        assert_eq!(back.schema(), node.schema());
+        assert_eq!(
+            displayable(back).indent(true).to_string(),
+            displayable(node.as_ref()).indent(true).to_string()
+        );
+    }
+}
