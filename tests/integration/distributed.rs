@@ -196,6 +196,17 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
             && !both.contains("NetworkCoalesceExec"),
         "one fragment per cluster: {both}"
     );
+    // Counting by one text column is armorlake's own partial aggregate, run on the operators.
+    let by_text = "EXPLAIN SELECT namespace_name, count(*) FROM logs GROUP BY 1";
+    let by_text = query(port, by_text).join("\n");
+    let on_operators = by_text
+        .split_once("OperatorPlanExec: runs on")
+        .map_or("", |(_, below)| below);
+    assert!(
+        on_operators.contains("CountByTextExec: group=namespace_name")
+            && !by_text.contains("mode=Partial"),
+        "the partial counts run as CountByTextExec on the operators: {by_text}"
+    );
     // A LIMIT over rows in no order asks the operators one after another, until it has
     // enough: here more rows than either cluster holds, so both are read.
     let limit = "SELECT count(*) FROM (SELECT pid FROM logs LIMIT 9000) t";

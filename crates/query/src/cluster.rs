@@ -23,14 +23,28 @@ use crate::scan::{LocalOperator, OperatorScanExec, TaskTarget};
 
 /// armorlake's session settings (`SET armorlake.…`). Booleans take PostgreSQL's spellings
 /// (`on`/`off`, `true`/`false`, `yes`/`no`, `1`/`0`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArmorlakeOptions {
     /// Answer from the reachable operators when a cluster has no live member, instead of
     /// failing.
     pub allow_partial_results: bool,
+    /// Count by one text column with [`CountByTextExec`](crate::count_by_text::CountByTextExec)
+    /// (on by default; off leaves it to DataFusion's aggregate, as PostgreSQL's `enable_*`
+    /// settings do for its plan nodes).
+    pub enable_count_by_text: bool,
+}
+
+impl Default for ArmorlakeOptions {
+    fn default() -> ArmorlakeOptions {
+        ArmorlakeOptions {
+            allow_partial_results: false,
+            enable_count_by_text: true,
+        }
+    }
 }
 
 const ALLOW_PARTIAL_RESULTS: &str = "allow_partial_results";
+const ENABLE_COUNT_BY_TEXT: &str = "enable_count_by_text";
 
 fn parse_bool(key: &str, value: &str) -> Result<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
@@ -58,6 +72,7 @@ impl ExtensionOptions for ArmorlakeOptions {
     fn set(&mut self, key: &str, value: &str) -> Result<()> {
         match key {
             ALLOW_PARTIAL_RESULTS => self.allow_partial_results = parse_bool(key, value)?,
+            ENABLE_COUNT_BY_TEXT => self.enable_count_by_text = parse_bool(key, value)?,
             _ => {
                 return Err(DataFusionError::Configuration(format!(
                     "unrecognized configuration parameter \"armorlake.{key}\""
@@ -68,11 +83,18 @@ impl ExtensionOptions for ArmorlakeOptions {
     }
 
     fn entries(&self) -> Vec<ConfigEntry> {
-        vec![ConfigEntry {
-            key: format!("{}.{ALLOW_PARTIAL_RESULTS}", Self::PREFIX),
-            value: Some(self.allow_partial_results.to_string()),
-            description: "answer from the reachable operators when a cluster has no live member",
-        }]
+        vec![
+            ConfigEntry {
+                key: format!("{}.{ALLOW_PARTIAL_RESULTS}", Self::PREFIX),
+                value: Some(self.allow_partial_results.to_string()),
+                description: "answer from the reachable operators when a cluster has no live member",
+            },
+            ConfigEntry {
+                key: format!("{}.{ENABLE_COUNT_BY_TEXT}", Self::PREFIX),
+                value: Some(self.enable_count_by_text.to_string()),
+                description: "count by one text column with armorlake's CountByTextExec",
+            },
+        ]
     }
 }
 
@@ -279,6 +301,9 @@ mod tests {
         o.set("allow_partial_results", "OFF").unwrap();
         assert!(!o.allow_partial_results);
         assert!(o.set("allow_partial_results", "maybe").is_err());
+        assert!(o.enable_count_by_text);
+        o.set("enable_count_by_text", "off").unwrap();
+        assert!(!o.enable_count_by_text);
         assert!(o.set("no_such_setting", "on").is_err());
     }
 

@@ -39,6 +39,8 @@ use foldhash::fast::FixedState;
 use futures::StreamExt;
 use hashbrown::{HashMap, HashTable};
 
+use crate::cluster::ArmorlakeOptions;
+
 /// Groups a partition holds before it sends them on and starts afresh: the final aggregate
 /// adds up a group sent twice, and memory stays bounded whatever the column's cardinality.
 const EMIT_AT_GROUPS: usize = 1 << 15;
@@ -52,8 +54,12 @@ impl PhysicalOptimizerRule for CountByText {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
+        config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let options = config.extensions.get::<ArmorlakeOptions>();
+        if options.is_some_and(|o| !o.enable_count_by_text) {
+            return Ok(plan);
+        }
         plan.transform_up(|node| {
             let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
                 return Ok(Transformed::no(node));
@@ -483,7 +489,7 @@ mod tests {
     use datafusion::datasource::MemTable;
     use datafusion::execution::SessionStateBuilder;
     use datafusion::physical_plan::{collect, displayable};
-    use datafusion::prelude::SessionContext;
+    use datafusion::prelude::{SessionConfig, SessionContext};
     use datafusion_proto::bytes::{
         physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
     };
@@ -528,7 +534,10 @@ mod tests {
     }
 
     fn context(with_rule: bool) -> SessionContext {
-        let mut builder = SessionStateBuilder::new().with_default_features();
+        let config = SessionConfig::new().with_option_extension(ArmorlakeOptions::default());
+        let mut builder = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features();
         if with_rule {
             builder = builder.with_physical_optimizer_rule(Arc::new(CountByText));
         }
@@ -591,6 +600,29 @@ mod tests {
             let (_, _, plan) = both(sql, 3000, 10).await;
             assert!(!plan.contains("CountByTextExec"), "{sql}:\n{plan}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_setting_turns_it_off() {
+        let ctx = context(true);
+        ctx.register_table("e", Arc::new(table(3000, 10, 1)))
+            .unwrap();
+        let sql = "SELECT t, count(*) FROM e GROUP BY t";
+        let plan = |ctx: SessionContext| async move {
+            let physical = ctx.sql(sql).await.unwrap().create_physical_plan().await;
+            displayable(physical.unwrap().as_ref())
+                .indent(false)
+                .to_string()
+        };
+        assert!(plan(ctx.clone()).await.contains("CountByTextExec"));
+        ctx.sql("SET armorlake.enable_count_by_text = off")
+            .await
+            .unwrap();
+        let off = plan(ctx.clone()).await;
+        assert!(
+            !off.contains("CountByTextExec") && off.contains("mode=Partial"),
+            "{off}"
+        );
     }
 
     #[tokio::test]

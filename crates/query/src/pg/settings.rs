@@ -536,7 +536,9 @@ pub(crate) async fn reset_all(
     for name in names {
         apply(ctx, client, &name, None).await?;
     }
-    reset_datafusion_option(ctx, "armorlake.allow_partial_results")?;
+    for option in crate::ArmorlakeOptions::default().entries() {
+        reset_datafusion_option(ctx, &option.key)?;
+    }
     Ok(())
 }
 
