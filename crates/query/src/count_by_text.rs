@@ -306,6 +306,19 @@ impl ExecutionPlan for CountByTextExec {
     }
 }
 
+/// Slots of [`Counter::recent`]: a power of two, a few times more than the distinct values
+/// a batch of a low-cardinality column holds.
+const RECENT_SLOTS: usize = 1 << 10;
+
+/// A slot of [`Counter::recent`] that holds nothing.
+const EMPTY: (u128, u32) = (0, u32::MAX);
+
+/// The slot of [`Counter::recent`] for `view`: its two words folded, then a Fibonacci hash.
+fn recent_slot(view: u128) -> usize {
+    let folded = (view as u64) ^ ((view >> 64) as u64);
+    (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
+}
+
 /// The groups of one partition and their counts.
 struct Counter {
     group: usize,
@@ -321,7 +334,10 @@ struct Counter {
     null: Option<u32>,
     /// Per count, per group.
     totals: Vec<Vec<i64>>,
-    /// The current batch's group ids by view, and per row.
+    /// The current batch's views last seen in each slot, with their group ids: most rows
+    /// find their group here, at the cost of a multiply and a comparison.
+    recent: Box<[(u128, u32)]>,
+    /// The current batch's group ids by view (where a row not in `recent` looks), and per row.
     by_view: HashMap<u128, u32, FixedState>,
     rows: Vec<u32>,
     reservation: MemoryReservation,
@@ -345,6 +361,7 @@ impl Counter {
             hasher: FixedState::default(),
             null: None,
             totals,
+            recent: vec![EMPTY; RECENT_SLOTS].into_boxed_slice(),
             by_view: HashMap::default(),
             rows: Vec::new(),
             reservation,
@@ -365,28 +382,33 @@ impl Counter {
             })?;
         let views = column.views();
         let nulls = column.logical_nulls();
+        // A view that does not hold its text inline points into this batch's buffers: what
+        // the last batch learned about views does not hold for this one.
+        self.recent.fill(EMPTY);
         self.by_view.clear();
         self.rows.clear();
         // `count(DISTINCT t)` only needs the groups.
         let counting = !self.counts.is_empty();
-        // Neighbouring rows often hold the same value: one comparison instead of a lookup.
-        let mut last: Option<(u128, u32)> = None;
         for (row, &view) in views.iter().enumerate() {
             let id = if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                 self.null_group()
-            } else if let Some((_, id)) = last.filter(|&(v, _)| v == view) {
-                id
             } else {
-                let id = match self.by_view.get(&view) {
-                    Some(&id) => id,
-                    None => {
-                        let id = self.text_group(column.value(row));
-                        self.by_view.insert(view, id);
+                let slot = recent_slot(view);
+                match self.recent[slot] {
+                    (seen, id) if seen == view && id != EMPTY.1 => id,
+                    _ => {
+                        let id = match self.by_view.get(&view) {
+                            Some(&id) => id,
+                            None => {
+                                let id = self.text_group(column.value(row));
+                                self.by_view.insert(view, id);
+                                id
+                            }
+                        };
+                        self.recent[slot] = (view, id);
                         id
                     }
-                };
-                last = Some((view, id));
-                id
+                }
             };
             if counting {
                 self.rows.push(id);
@@ -449,6 +471,7 @@ impl Counter {
             + self.ends.capacity() * size_of::<usize>()
             + self.ids.capacity() * (size_of::<u32>() + 1)
             + self.totals.iter().map(|t| t.capacity() * 8).sum::<usize>()
+            + self.recent.len() * size_of::<(u128, u32)>()
             + self.by_view.capacity() * (size_of::<(u128, u32)>() + 1)
             + self.rows.capacity() * size_of::<u32>()
     }
