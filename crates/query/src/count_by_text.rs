@@ -283,9 +283,11 @@ impl ExecutionPlan for CountByTextExec {
                 while let Some(batch) = input.next().await {
                     let batch = batch?;
                     let timer = baseline.elapsed_compute().timer();
-                    counter.add(&batch)?;
+                    let fits = counter.add(&batch)?;
                     timer.done();
-                    if counter.groups() >= EMIT_AT_GROUPS {
+                    // Too many groups, or no memory for more: send them on, as DataFusion's
+                    // partial aggregate does under memory pressure.
+                    if !fits || counter.groups() >= EMIT_AT_GROUPS {
                         let out = counter.emit()?;
                         baseline.record_output(out.num_rows());
                         return Ok(Some((out, (input, counter, baseline, false))));
@@ -372,8 +374,9 @@ impl Counter {
         self.ends.len()
     }
 
-    /// Counts `batch`'s rows into their groups.
-    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// Counts `batch`'s rows into their groups; false when the memory pool cannot hold them
+    /// (they should be emitted).
+    fn add(&mut self, batch: &RecordBatch) -> Result<bool> {
         let column = batch
             .column(self.group)
             .as_string_view_opt()
@@ -426,7 +429,7 @@ impl Counter {
                 }
             }
         }
-        self.reservation.try_resize(self.memory())
+        Ok(self.reservation.try_resize(self.memory()).is_ok())
     }
 
     /// The id of `value`'s group, made if new.
@@ -493,11 +496,13 @@ impl Counter {
             totals.resize(self.ends.len(), 0);
             columns.push(Arc::new(Int64Array::from(std::mem::take(totals))));
         }
-        self.text.clear();
-        self.ends.clear();
-        self.ids.clear();
+        // The groups' memory goes back; what stays is one batch's scratch space, held
+        // whether the pool has room or not.
+        self.text = String::new();
+        self.ends = Vec::new();
+        self.ids = HashTable::new();
         self.null = None;
-        self.reservation.try_resize(self.memory())?;
+        self.reservation.resize(self.memory());
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
@@ -623,6 +628,48 @@ mod tests {
             let (_, _, plan) = both(sql, 3000, 10).await;
             assert!(!plan.contains("CountByTextExec"), "{sql}:\n{plan}");
         }
+    }
+
+    /// Per group, its count summed over `batches` (a group may come in several).
+    fn summed(batches: &[RecordBatch]) -> std::collections::BTreeMap<Option<String>, i64> {
+        let mut sums = std::collections::BTreeMap::new();
+        for batch in batches {
+            let keys = batch.column(0).as_string_view();
+            let counts = batch
+                .column(1)
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            for (key, count) in keys.iter().zip(counts.values()) {
+                *sums.entry(key.map(str::to_string)).or_insert(0) += count;
+            }
+        }
+        sums
+    }
+
+    #[tokio::test]
+    async fn a_full_memory_pool_makes_it_send_groups_early() {
+        let ctx = context(false);
+        ctx.register_table("e", Arc::new(table(30_000, 5_000, 1)))
+            .unwrap();
+        let rows = ctx.sql("SELECT t FROM e").await.unwrap();
+        let rows = rows.create_physical_plan().await.unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("t", DataType::Utf8View, true),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let exec = CountByTextExec::try_new(rows, 0, vec![None], schema).unwrap();
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(128 * 1024, 1.0)
+            .build_arc()
+            .unwrap();
+        let task = Arc::new(TaskContext::default().with_runtime(runtime));
+        let batches = collect(Arc::new(exec), task).await.unwrap();
+        assert!(batches.len() > 2, "{} batches", batches.len());
+        let expected = ctx
+            .sql("SELECT t, count(*) FROM e GROUP BY t")
+            .await
+            .unwrap();
+        let expected = expected.collect().await.unwrap();
+        assert_eq!(summed(&batches), summed(&expected));
     }
 
     #[tokio::test]
