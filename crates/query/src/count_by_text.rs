@@ -334,7 +334,7 @@ struct Counter {
     hasher: FixedState,
     /// The id of the group of nulls, once there is one.
     null: Option<u32>,
-    /// Per count, per group.
+    /// Per count, per group (a group gets its zeros when it is made).
     totals: Vec<Vec<i64>>,
     /// The current batch's views last seen in each slot, with their group ids: most rows
     /// find their group here, at the cost of a multiply and a comparison.
@@ -390,8 +390,11 @@ impl Counter {
         self.recent.fill(EMPTY);
         self.by_view.clear();
         self.rows.clear();
-        // `count(DISTINCT t)` only needs the groups.
-        let counting = !self.counts.is_empty();
+        // `count(*)` alone (the common case) is added up as the rows are grouped; other
+        // counts look at each row's group afterwards; `count(DISTINCT t)` only needs the
+        // groups.
+        let rows_only = matches!(self.counts[..], [None]);
+        let counting = !self.counts.is_empty() && !rows_only;
         for (row, &view) in views.iter().enumerate() {
             let id = if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                 self.null_group()
@@ -413,12 +416,14 @@ impl Counter {
                     }
                 }
             };
-            if counting {
+            if rows_only {
+                self.totals[0][id as usize] += 1;
+            } else if counting {
                 self.rows.push(id);
             }
         }
-        for (count, totals) in self.counts.iter().zip(&mut self.totals) {
-            totals.resize(self.ends.len(), 0);
+        let afterwards = if counting { &self.counts[..] } else { &[] };
+        for (count, totals) in afterwards.iter().zip(&mut self.totals) {
             let counted = count.and_then(|c| batch.column(c).logical_nulls());
             match counted {
                 None => self.rows.iter().for_each(|&g| totals[g as usize] += 1),
@@ -439,6 +444,7 @@ impl Counter {
             ends,
             ids,
             hasher,
+            totals,
             ..
         } = self;
         let of = |g: u32| {
@@ -454,6 +460,7 @@ impl Counter {
         ids.insert_unique(hash, id, |&g| hasher.hash_one(of(g)));
         text.push_str(value);
         ends.push(text.len());
+        totals.iter_mut().for_each(|t| t.push(0));
         id
     }
 
@@ -464,6 +471,7 @@ impl Counter {
         }
         let id = self.ends.len() as u32;
         self.ends.push(self.text.len());
+        self.totals.iter_mut().for_each(|t| t.push(0));
         self.null = Some(id);
         id
     }
@@ -493,7 +501,6 @@ impl Counter {
         }
         let mut columns: Vec<ArrayRef> = vec![Arc::new(keys.finish())];
         for totals in &mut self.totals {
-            totals.resize(self.ends.len(), 0);
             columns.push(Arc::new(Int64Array::from(std::mem::take(totals))));
         }
         // The groups' memory goes back; what stays is one batch's scratch space, held
