@@ -312,8 +312,9 @@ impl ExecutionPlan for CountByTextExec {
 /// a batch of a low-cardinality column holds.
 const RECENT_SLOTS: usize = 1 << 10;
 
-/// A slot of [`Counter::recent`] that holds nothing.
-const EMPTY: (u128, u32) = (0, u32::MAX);
+/// A slot of [`Counter::recent`]: a view, its group id, and the batch it was seen in (its
+/// number; 0 is none).
+type Recent = (u128, u32, u32);
 
 /// The slot of [`Counter::recent`] for `view`: its two words folded, then a Fibonacci hash.
 fn recent_slot(view: u128) -> usize {
@@ -338,7 +339,9 @@ struct Counter {
     totals: Vec<Vec<i64>>,
     /// The current batch's views last seen in each slot, with their group ids: most rows
     /// find their group here, at the cost of a multiply and a comparison.
-    recent: Box<[(u128, u32)]>,
+    recent: Box<[Recent]>,
+    /// The current batch's number, for `recent`.
+    batch: u32,
     /// The current batch's group ids by view (where a row not in `recent` looks), and per row.
     by_view: HashMap<u128, u32, FixedState>,
     rows: Vec<u32>,
@@ -363,7 +366,8 @@ impl Counter {
             hasher: FixedState::default(),
             null: None,
             totals,
-            recent: vec![EMPTY; RECENT_SLOTS].into_boxed_slice(),
+            recent: vec![(0, 0, 0); RECENT_SLOTS].into_boxed_slice(),
+            batch: 0,
             by_view: HashMap::default(),
             rows: Vec::new(),
             reservation,
@@ -386,8 +390,16 @@ impl Counter {
         let views = column.views();
         let nulls = column.logical_nulls();
         // A view that does not hold its text inline points into this batch's buffers: what
-        // the last batch learned about views does not hold for this one.
-        self.recent.fill(EMPTY);
+        // the last batch learned about views does not hold for this one. A slot counts only
+        // for the batch that filled it, so a batch of a few rows costs no clearing.
+        self.batch = match self.batch.checked_add(1) {
+            Some(batch) => batch,
+            None => {
+                self.recent.fill((0, 0, 0));
+                1
+            }
+        };
+        let batch_number = self.batch;
         self.by_view.clear();
         self.rows.clear();
         // `count(*)` alone (the common case) is added up as the rows are grouped; other
@@ -401,7 +413,7 @@ impl Counter {
             } else {
                 let slot = recent_slot(view);
                 match self.recent[slot] {
-                    (seen, id) if seen == view && id != EMPTY.1 => id,
+                    (seen, id, number) if seen == view && number == batch_number => id,
                     _ => {
                         let id = match self.by_view.get(&view) {
                             Some(&id) => id,
@@ -411,7 +423,7 @@ impl Counter {
                                 id
                             }
                         };
-                        self.recent[slot] = (view, id);
+                        self.recent[slot] = (view, id, batch_number);
                         id
                     }
                 }
@@ -482,7 +494,7 @@ impl Counter {
             + self.ends.capacity() * size_of::<usize>()
             + self.ids.capacity() * (size_of::<u32>() + 1)
             + self.totals.iter().map(|t| t.capacity() * 8).sum::<usize>()
-            + self.recent.len() * size_of::<(u128, u32)>()
+            + self.recent.len() * size_of::<Recent>()
             + self.by_view.capacity() * (size_of::<(u128, u32)>() + 1)
             + self.rows.capacity() * size_of::<u32>()
     }
