@@ -26,10 +26,11 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::config::ConfigOptions;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -123,10 +124,10 @@ impl CountByTextExec {
         // Each output partition holds what its input partition held: the partitioning
         // stays; no order is promised.
         let properties = PlanProperties::new(
-            datafusion::physical_expr::EquivalenceProperties::new(Arc::clone(&schema)),
+            EquivalenceProperties::new(Arc::clone(&schema)),
             input.output_partitioning().clone(),
-            datafusion::physical_plan::execution_plan::EmissionType::Final,
-            datafusion::physical_plan::execution_plan::Boundedness::Bounded,
+            EmissionType::Final,
+            Boundedness::Bounded,
         );
         Ok(CountByTextExec {
             input,
@@ -140,20 +141,20 @@ impl CountByTextExec {
     /// The node that does `aggregate`'s work, if `aggregate` is a partial aggregate grouping
     /// by one `Utf8View` column and counting only.
     fn replacing(aggregate: &AggregateExec) -> Result<Option<CountByTextExec>> {
-        let input_schema = aggregate.input_schema();
         let group_by = aggregate.group_expr();
         let shaped = *aggregate.mode() == AggregateMode::Partial
             && !group_by.has_grouping_set()
             && aggregate.limit_options().is_none()
             && aggregate.properties().output_ordering().is_none()
             && aggregate.filter_expr().iter().all(Option::is_none);
-        let [(group, _)] = group_by.expr() else {
+        let group = match group_by.expr() {
+            [(group, _)] if shaped => group.downcast_ref::<Column>(),
+            _ => None,
+        };
+        let Some(group) = group else {
             return Ok(None);
         };
-        let Some(group) = group.downcast_ref::<Column>() else {
-            return Ok(None);
-        };
-        if !shaped || input_schema.field(group.index()).data_type() != &DataType::Utf8View {
+        if aggregate.input_schema().field(group.index()).data_type() != &DataType::Utf8View {
             return Ok(None);
         }
         let mut counts = Vec::with_capacity(aggregate.aggr_expr().len());
@@ -286,8 +287,9 @@ impl ExecutionPlan for CountByTextExec {
                     let fits = counter.add(&batch)?;
                     timer.done();
                     // Too many groups, or no memory for more: send them on, as DataFusion's
-                    // partial aggregate does under memory pressure.
-                    if !fits || counter.groups() >= EMIT_AT_GROUPS {
+                    // partial aggregate does under memory pressure (when there are some).
+                    let full = !fits || counter.groups() >= EMIT_AT_GROUPS;
+                    if full && counter.groups() > 0 {
                         let out = counter.emit()?;
                         baseline.record_output(out.num_rows());
                         return Ok(Some((out, (input, counter, baseline, false))));
@@ -434,14 +436,14 @@ impl Counter {
                 self.rows.push(id);
             }
         }
-        let afterwards = if counting { &self.counts[..] } else { &[] };
-        for (count, totals) in afterwards.iter().zip(&mut self.totals) {
-            let counted = count.and_then(|c| batch.column(c).logical_nulls());
-            match counted {
-                None => self.rows.iter().for_each(|&g| totals[g as usize] += 1),
-                Some(valid) => {
-                    for (&g, valid) in self.rows.iter().zip(valid.iter()) {
-                        totals[g as usize] += i64::from(valid);
+        if counting {
+            for (count, totals) in self.counts.iter().zip(&mut self.totals) {
+                match count.and_then(|c| batch.column(c).logical_nulls()) {
+                    None => self.rows.iter().for_each(|&g| totals[g as usize] += 1),
+                    Some(valid) => {
+                        for (&g, valid) in self.rows.iter().zip(valid.iter()) {
+                            totals[g as usize] += i64::from(valid);
+                        }
                     }
                 }
             }
