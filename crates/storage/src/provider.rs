@@ -89,7 +89,10 @@ impl TableProvider for LocalTable {
                 .object_store(ObjectStoreUrl::local_filesystem())?;
             let reader =
                 IndexedReaderFactory::new(object_store, self.store.metadata_cache().clone());
+            // The session's Parquet options (`datafusion.execution.parquet.*`), as DataFusion's
+            // own tables take them.
             let mut source = ParquetSource::new(schema.clone())
+                .with_table_parquet_options(state.default_table_options().parquet)
                 .with_parquet_file_reader_factory(Arc::new(reader));
             if let Some(predicate) = conjunction(filters.to_vec()) {
                 let df_schema = DFSchema::try_from(schema.as_ref().clone())?;

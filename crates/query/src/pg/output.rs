@@ -152,6 +152,19 @@ fn type_name(t: &SqlType) -> Option<String> {
     Some(name.to_string())
 }
 
+/// Whether every name in `fields` is a plain lower-case identifier: DataFusion names an
+/// unnamed expression after its text (`count(*)`, `Int64(1)`), so these name a column or
+/// an alias, as PostgreSQL does, and there is nothing to rename.
+pub(crate) fn plainly_named(fields: &[FieldInfo]) -> bool {
+    fields.iter().all(|f| {
+        let mut bytes = f.name().bytes();
+        bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    })
+}
+
 /// `fields` with the names of `names` where one is given (and the counts agree).
 pub(crate) fn rename(fields: &[FieldInfo], names: &ColumnNames) -> Option<Vec<FieldInfo>> {
     if names.items.iter().all(Option::is_none) {
@@ -368,6 +381,21 @@ mod tests {
         assert_eq!(names("SELECT * FROM t"), some(&[None]));
         assert_eq!(names("SELECT t.*, u.* FROM t, u"), None);
         assert_eq!(names("SHOW search_path"), None);
+    }
+
+    #[test]
+    fn only_expression_names_send_the_statement_to_be_parsed_again() {
+        let fields = |names: &[&str]| -> Vec<FieldInfo> {
+            names
+                .iter()
+                .map(|n| FieldInfo::new(n.to_string(), None, None, Type::TEXT, FieldFormat::Text))
+                .collect()
+        };
+        assert!(plainly_named(&fields(&["namespace_name", "n", "_x2"])));
+        assert!(plainly_named(&fields(&[])));
+        for expression in ["count(*)", "Int64(1)", "Upper", "2x", "", "?column?", "a b"] {
+            assert!(!plainly_named(&fields(&["n", expression])), "{expression}");
+        }
     }
 
     #[test]

@@ -408,8 +408,16 @@ impl SimpleQueryHandler for Session {
             }
         };
         send_notices(client, notices).await?;
-        // One response per statement: name their columns as PostgreSQL would.
-        let statements = SPLITTER.parse(query).unwrap_or_default();
+        // One response per statement: name their columns as PostgreSQL would. Names that
+        // are plain lower-case identifiers are a column's or an alias's in both.
+        let renaming = responses.iter().any(|r| match r {
+            Response::Query(q) => !output::plainly_named(&q.row_schema),
+            _ => false,
+        });
+        let statements = match renaming {
+            true => SPLITTER.parse(query).unwrap_or_default(),
+            false => Vec::new(),
+        };
         let aligned = statements.len() == responses.len();
         let responses = responses
             .into_iter()

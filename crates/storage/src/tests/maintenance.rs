@@ -503,6 +503,46 @@ async fn a_scan_keeps_each_files_page_index_in_the_tables_cache() {
 }
 
 #[tokio::test]
+async fn a_scan_reads_parquet_with_the_sessions_options() {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::datasource::physical_plan::ParquetSource;
+    use datafusion::datasource::source::DataSourceExec;
+    use datafusion::prelude::SessionConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let m1 = batch(Table::Messages, &[H + 1, H + 2], "m1");
+    flushed(&store, &[&m1]).await;
+    let table = store.table(Table::Messages);
+    for pushdown in [false, true] {
+        let mut config = SessionConfig::new();
+        config.options_mut().execution.parquet.pushdown_filters = pushdown;
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_table("messages", Arc::new(LocalTable::new(table.clone())))
+            .unwrap();
+        let plan = ctx
+            .sql("select * from messages where message = 'm1'")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let mut read = Vec::new();
+        plan.apply(|node| {
+            let parquet = node
+                .downcast_ref::<DataSourceExec>()
+                .and_then(|d| d.downcast_to_file_source::<ParquetSource>());
+            if let Some((_, parquet)) = parquet {
+                read.push(parquet.table_parquet_options().global.pushdown_filters);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        assert_eq!(read, [pushdown]);
+    }
+}
+
+#[tokio::test]
 async fn timestamps_are_delta_encoded_without_a_dictionary() {
     use parquet::basic::Encoding;
     use parquet::file::reader::{FileReader, SerializedFileReader};
