@@ -31,6 +31,11 @@ use armorlake_benches::ingest::report::{
 };
 use armorlake_benches::ingest::run::{armorlake, bench_rules, stage_convert, stage_decode};
 
+/// The allocator the `armorlake` binary runs with, so the operator measured here allocates
+/// as the one users run.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let args = Args::parse();
     tracing_subscriber::fmt()
