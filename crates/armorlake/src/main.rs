@@ -23,8 +23,8 @@ use crate::args::{MasterArgs, OperatorArgs, QueryArgs, SimArgs, UpArgs};
 use crate::layer::Layer;
 
 /// jemalloc, not glibc's malloc: planning a statement makes many small, short-lived
-/// allocations, which it serves faster, and it keeps freed pages for a while (its decay)
-/// instead of handing them back to be faulted in again by the next batch of events
+/// allocations, which it serves faster. Unlike mimalloc, it keeps freed pages for a while
+/// (its decay), so ingest does not fault them in again for every batch of events
 /// (docs/performance.md, session 17).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
