@@ -530,13 +530,16 @@ impl Counter {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use arrow::array::{StringViewArray, UInt32Array};
     use arrow::compute::take;
-    use arrow::datatypes::{Field, Schema};
+    use arrow::datatypes::{Field, Int64Type, Schema};
     use arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
     use datafusion::execution::SessionStateBuilder;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use datafusion::physical_plan::{collect, displayable};
     use datafusion::prelude::{SessionConfig, SessionContext};
     use datafusion_proto::bytes::{
@@ -652,13 +655,11 @@ mod tests {
     }
 
     /// Per group, its count summed over `batches` (a group may come in several).
-    fn summed(batches: &[RecordBatch]) -> std::collections::BTreeMap<Option<String>, i64> {
-        let mut sums = std::collections::BTreeMap::new();
+    fn summed(batches: &[RecordBatch]) -> BTreeMap<Option<String>, i64> {
+        let mut sums = BTreeMap::new();
         for batch in batches {
             let keys = batch.column(0).as_string_view();
-            let counts = batch
-                .column(1)
-                .as_primitive::<arrow::datatypes::Int64Type>();
+            let counts = batch.column(1).as_primitive::<Int64Type>();
             for (key, count) in keys.iter().zip(counts.values()) {
                 *sums.entry(key.map(str::to_string)).or_insert(0) += count;
             }
@@ -678,7 +679,7 @@ mod tests {
             Field::new("n", DataType::Int64, false),
         ]));
         let exec = CountByTextExec::try_new(rows, 0, vec![None], schema).unwrap();
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(128 * 1024, 1.0)
             .build_arc()
             .unwrap();

@@ -3,11 +3,30 @@
 use std::fs;
 
 use arrow::array::Array;
-use datafusion::physical_plan::collect;
-use datafusion::prelude::SessionContext;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::*;
+use crate::table::TableStore;
 use crate::{CompactionStats, LocalTable};
+
+/// A session with `config` that reads `table` as `messages`.
+fn messages_session(table: &Arc<TableStore>, config: SessionConfig) -> SessionContext {
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_table("messages", Arc::new(LocalTable::new(table.clone())))
+        .unwrap();
+    ctx
+}
+
+/// The physical plan of `sql` in `ctx`.
+async fn planned(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+    ctx.sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap()
+}
 
 /// Appends each batch to messages and flushes it into its own files.
 async fn flushed(store: &Store, batches: &[&RecordBatch]) {
@@ -50,16 +69,8 @@ async fn compaction_merges_an_hours_files_while_a_scan_still_reads_the_old_ones(
     assert_eq!(old.len(), 4);
 
     // A query planned before compaction, executed after the old files left the table.
-    let ctx = SessionContext::new();
-    ctx.register_table("messages", Arc::new(LocalTable::new(table.clone())))
-        .unwrap();
-    let plan = ctx
-        .sql("select * from messages")
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
+    let ctx = messages_session(table, SessionConfig::new());
+    let plan = planned(&ctx, "select * from messages").await;
     let snapshot = table.snapshot();
 
     // The current hour (and one within the grace) is left alone.
@@ -413,9 +424,7 @@ async fn a_scan_reads_only_the_files_and_batches_its_time_filter_can_match() {
     let table = store.table(Table::Messages);
     assert_eq!(table.snapshot().files.len(), 2);
 
-    let ctx = SessionContext::new();
-    ctx.register_table("messages", Arc::new(LocalTable::new(table.clone())))
-        .unwrap();
+    let ctx = messages_session(table, SessionConfig::new());
     // Microseconds as a timestamp literal, compared with `timestamp`.
     let at = |micros: i64| format!("to_timestamp_micros({micros})");
     let run = |sql: String| {
@@ -484,9 +493,7 @@ async fn a_scan_keeps_each_files_page_index_in_the_tables_cache() {
     let key = StorePath::from(file.to_string_lossy().as_ref());
     assert!(table.metadata_cache().get(&key).is_none());
 
-    let ctx = SessionContext::new();
-    ctx.register_table("messages", Arc::new(LocalTable::new(table.clone())))
-        .unwrap();
+    let ctx = messages_session(table, SessionConfig::new());
     // A filter the page index cannot use: the opener alone would cache the footer only.
     let rows = ctx
         .sql("select count(*) from messages where message = 'nothing'")
@@ -507,7 +514,6 @@ async fn a_scan_reads_parquet_with_the_sessions_options() {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::datasource::physical_plan::ParquetSource;
     use datafusion::datasource::source::DataSourceExec;
-    use datafusion::prelude::SessionConfig;
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), options()).unwrap();
@@ -517,16 +523,8 @@ async fn a_scan_reads_parquet_with_the_sessions_options() {
     for pushdown in [false, true] {
         let mut config = SessionConfig::new();
         config.options_mut().execution.parquet.pushdown_filters = pushdown;
-        let ctx = SessionContext::new_with_config(config);
-        ctx.register_table("messages", Arc::new(LocalTable::new(table.clone())))
-            .unwrap();
-        let plan = ctx
-            .sql("select * from messages where message = 'm1'")
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
+        let ctx = messages_session(table, config);
+        let plan = planned(&ctx, "select * from messages where message = 'm1'").await;
         let mut read = Vec::new();
         plan.apply(|node| {
             let parquet = node
