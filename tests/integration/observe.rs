@@ -135,6 +135,27 @@ fn metrics_show_ingest_storage_queries_and_connections() {
     for protocol in ["pg", "flight"] {
         assert!(after.contains_key(&format!("armorlake_connections{{protocol=\"{protocol}\"}}")));
     }
+
+    // A statement its connection runs again comes from the plan it kept, and still reads
+    // the rows that arrived since.
+    let again = "SELECT count(*) FROM logs WHERE operation <> 'none'";
+    let out = psql(
+        up.pg_port,
+        &["-A", "-t", "-c", again, "-c", again, "-c", again],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    let reused = |m: &HashMap<String, f64>| sum(m, "armorlake_query_plans_reused_total", &[]);
+    assert!(reused(&scrape(&metrics)) >= reused(&after) + 2.0);
 }
 
 /// Every line of `path` as JSON (every line must parse).

@@ -300,6 +300,53 @@ fn grafana_column_picker_and_time_series() {
 }
 
 #[test]
+fn a_statement_run_again_reads_new_rows_under_the_sessions_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = up_with_alerts(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = connect(up.pg_port).await;
+        let count = |sql: &'static str| {
+            let a = &a;
+            async move { value(a, sql).await.parse::<i64>().unwrap() }
+        };
+        // The second run on the connection comes from the plan the first kept: the rows
+        // that arrive in between are read all the same. A function that is not immutable
+        // is not folded into a kept plan: `now()` moves on with the rows.
+        let sql = "SELECT count(*) FROM alerts WHERE severity IS NOT NULL";
+        let future = "SELECT count(*) FROM alerts WHERE \"timestamp\" > now()";
+        let first = count(sql).await;
+        assert_eq!(count(future).await, 0);
+        let then = value(&a, "SELECT now()").await;
+        let since = format!("SELECT count(*) FROM alerts WHERE \"timestamp\" > '{then}'");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while count(sql).await <= first || value(&a, &since).await == "0" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new rows after {then}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(count(future).await, 0);
+
+        // What a kept plan folded in follows the session's settings.
+        let sql = "SELECT count(*) FROM alerts WHERE 0.1 + 0.2 = 0.3";
+        assert_eq!(count(sql).await, 0, "binary floating point");
+        assert_eq!(count(sql).await, 0, "binary floating point");
+        a.batch_execute("SET datafusion.sql_parser.parse_float_as_decimal = on")
+            .await
+            .unwrap();
+        assert!(count(sql).await > 0, "decimals");
+        assert_eq!(value(&a, "SHOW armorlake.reuse_plans").await, "true");
+        a.batch_execute("SET armorlake.reuse_plans = off")
+            .await
+            .unwrap();
+        assert_eq!(value(&a, "SHOW armorlake.reuse_plans").await, "false");
+        assert!(count("SELECT count(*) FROM alerts WHERE severity IS NOT NULL").await > first);
+    });
+}
+
+#[test]
 fn settings_belong_to_their_session() {
     let dir = tempfile::tempdir().unwrap();
     let up = start_up(dir.path(), &[], &[]);

@@ -32,6 +32,9 @@ pub struct ArmorlakeOptions {
     /// (on by default; off leaves it to DataFusion's aggregate, as PostgreSQL's `enable_*`
     /// settings do for its plan nodes).
     pub enable_count_by_text: bool,
+    /// Run a query the connection ran before from its optimized logical plan, skipping SQL
+    /// planning and the logical optimizer (see `pg/plans.rs`).
+    pub reuse_plans: bool,
 }
 
 impl Default for ArmorlakeOptions {
@@ -39,14 +42,17 @@ impl Default for ArmorlakeOptions {
         ArmorlakeOptions {
             allow_partial_results: false,
             enable_count_by_text: true,
+            reuse_plans: true,
         }
     }
 }
 
 const ALLOW_PARTIAL_RESULTS: &str = "allow_partial_results";
 const ENABLE_COUNT_BY_TEXT: &str = "enable_count_by_text";
+const REUSE_PLANS: &str = "reuse_plans";
 
-fn parse_bool(key: &str, value: &str) -> Result<bool> {
+/// A Boolean in PostgreSQL's spellings.
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "yes" | "1" | "t" | "y" => Ok(true),
         "off" | "false" | "no" | "0" | "f" | "n" => Ok(false),
@@ -73,6 +79,7 @@ impl ExtensionOptions for ArmorlakeOptions {
         match key {
             ALLOW_PARTIAL_RESULTS => self.allow_partial_results = parse_bool(key, value)?,
             ENABLE_COUNT_BY_TEXT => self.enable_count_by_text = parse_bool(key, value)?,
+            REUSE_PLANS => self.reuse_plans = parse_bool(key, value)?,
             _ => {
                 return Err(DataFusionError::Configuration(format!(
                     "unrecognized configuration parameter \"armorlake.{key}\""
@@ -93,6 +100,11 @@ impl ExtensionOptions for ArmorlakeOptions {
                 key: format!("{}.{ENABLE_COUNT_BY_TEXT}", Self::PREFIX),
                 value: Some(self.enable_count_by_text.to_string()),
                 description: "count by one text column with armorlake's CountByTextExec",
+            },
+            ConfigEntry {
+                key: format!("{}.{REUSE_PLANS}", Self::PREFIX),
+                value: Some(self.reuse_plans.to_string()),
+                description: "run a query the connection ran before from its optimized logical plan",
             },
         ]
     }

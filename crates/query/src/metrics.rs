@@ -1,6 +1,6 @@
 //! Prometheus metrics of the query node: queries by protocol and outcome, their latency,
-//! operators reached per table scan, open client connections. Also the query id every
-//! statement gets, which its log lines and the operators' fragments carry.
+//! operators reached per table scan, plans reused, open client connections. Also the query
+//! id every statement gets, which its log lines and the operators' fragments carry.
 
 use std::pin::Pin;
 use std::sync::LazyLock;
@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use futures::Stream;
 use prometheus::{
-    Histogram, HistogramVec, IntCounterVec, IntGaugeVec, exponential_buckets, register_histogram,
-    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, exponential_buckets,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge_vec,
 };
 
 /// Statements run, by protocol (`pg`, `flight`) and outcome (`ok`, `error`, `cancelled`).
@@ -44,6 +45,15 @@ pub static QUERY_OPERATORS: LazyLock<Histogram> = LazyLock::new(|| {
     .expect("a valid static metric")
 });
 
+/// Statements run from a plan their connection kept (see `pg/plans.rs`).
+pub static PLANS_REUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "armorlake_query_plans_reused_total",
+        "Statements run from the optimized logical plan their connection kept from an earlier run"
+    )
+    .expect("a valid static metric")
+});
+
 /// Open client connections, by protocol.
 pub static CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
@@ -64,6 +74,7 @@ pub fn init() {
         CONNECTIONS.with_label_values(&[protocol]);
     }
     LazyLock::force(&QUERY_OPERATORS);
+    LazyLock::force(&PLANS_REUSED);
 }
 
 /// A new query id: a random W3C trace id (32 lowercase hex digits).

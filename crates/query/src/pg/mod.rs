@@ -21,6 +21,7 @@ mod discard;
 mod error;
 mod options;
 mod output;
+mod plans;
 mod readonly;
 mod rows;
 mod scram;
@@ -112,7 +113,7 @@ fn session_service(ctx: Arc<SessionContext>) -> DfSessionService {
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
-        Arc::new(rows::TextRows),
+        Arc::new(rows::TextRows::default()),
     ];
     DfSessionService::new_with_hooks(ctx, hooks)
 }

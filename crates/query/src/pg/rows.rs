@@ -28,7 +28,9 @@ use bytes::{BufMut, BytesMut};
 use datafusion::common::ParamValues;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
@@ -41,10 +43,15 @@ use datafusion_postgres::pgwire::messages::data::DataRow;
 use datafusion_postgres::pgwire::types::format::FormatOptions;
 use futures::StreamExt;
 
-/// Runs the queries of the simple protocol with their rows written by [`encode`]. It comes
-/// last among the session's hooks: every other statement goes on to datafusion-postgres.
-#[derive(Debug)]
-pub(crate) struct TextRows;
+use super::plans::Plans;
+
+/// Runs the queries of the simple protocol with their rows written by [`encode`], reusing
+/// the plans the connection made before ([`Plans`]). It comes last among the session's
+/// hooks: every other statement goes on to datafusion-postgres.
+#[derive(Debug, Default)]
+pub(crate) struct TextRows {
+    plans: Plans,
+}
 
 #[async_trait]
 impl QueryHook for TextRows {
@@ -61,7 +68,7 @@ impl QueryHook for TextRows {
         if !iso_dates(&options) {
             return None;
         }
-        Some(run(statement, ctx, options).await)
+        Some(run(statement, ctx, options, &self.plans).await)
     }
 
     async fn handle_extended_parse_query(
@@ -98,27 +105,47 @@ fn api_error(e: impl std::error::Error + Send + Sync + 'static) -> PgWireError {
     PgWireError::ApiError(Box::new(e))
 }
 
-/// Plans and runs `statement` as datafusion-postgres would, with its rows in text.
+/// Plans and runs `statement` as datafusion-postgres would, with its rows in text. The SQL
+/// is planned from the statement as parsed, not printed and parsed again; a plan in `plans`
+/// made under the session's settings skips SQL planning and the logical optimizer.
 async fn run(
     statement: &Statement,
     ctx: &SessionContext,
     options: FormatOptions,
+    plans: &Plans,
 ) -> PgWireResult<Response> {
-    // Read-only here too: `SELECT … INTO` would create a table (see `readonly.rs`).
-    let read_only = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
-    let df = ctx
-        .sql_with_options(&statement.to_string(), read_only)
-        .await
-        .map_err(api_error)?;
+    let state = ctx.state();
+    let settings = state.config().options();
+    let plan = match plans.get(statement, settings) {
+        Some(plan) => plan,
+        None => {
+            let planned = state
+                .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
+                .await
+                .map_err(api_error)?;
+            // Read-only here too: `SELECT … INTO` would create a table (see `readonly.rs`).
+            SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false)
+                .verify_plan(&planned)
+                .map_err(api_error)?;
+            let optimized = state.optimize(&planned).map_err(api_error)?;
+            plans.keep(statement, settings, &planned, &optimized);
+            optimized
+        }
+    };
     let fields = Arc::new(arrow_schema_to_pg_fields(
-        df.schema().as_arrow(),
+        plan.schema().as_arrow(),
         &Format::UnifiedText,
         Some(Arc::new(options)),
     )?);
-    let batches = df.execute_stream().await.map_err(api_error)?;
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&plan, &state)
+        .await
+        .map_err(api_error)?;
+    let batches = execute_stream(physical, state.task_ctx()).map_err(api_error)?;
     let row_fields = fields.clone();
     let rows = batches
         .map(move |batch| {

@@ -441,8 +441,16 @@ async fn apply(
     let stored = match value {
         Some(value) => match check(ctx, &name, value)? {
             Target::DataFusion => {
-                with_options(ctx, |options| options.set(&name, value))
-                    .map_err(|_| bad_value(&name, value))?;
+                // DataFusion's booleans take `true`/`false` only; `SET x = on` gives `on`.
+                with_options(ctx, |options| {
+                    options.set(&name, value).or_else(|e| {
+                        match crate::cluster::parse_bool(&name, value) {
+                            Ok(b) => options.set(&name, &b.to_string()),
+                            Err(_) => Err(e),
+                        }
+                    })
+                })
+                .map_err(|_| bad_value(&name, value))?;
                 return Ok(());
             }
             Target::Pg(v) => Some(v),

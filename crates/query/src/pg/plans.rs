@@ -1,0 +1,295 @@
+//! The optimized logical plans of the queries a connection ran, by statement. A query the
+//! connection runs again, under the same settings, skips SQL planning and the logical
+//! optimizer, as a prepared statement would; dashboards and pollers send the same text over
+//! and over. Physical planning is redone every run: which hours and operators the time range
+//! rules out, which operators are alive and which member serves, all come from the catalog
+//! and the cluster as they are at that run.
+//!
+//! Only plans that can give no other answer later are kept: plans over armorlake's event
+//! tables alone (the PostgreSQL catalog, `information_schema` and `armorlake.*` tables take
+//! their contents when they are planned), whose functions are all immutable (the optimizer
+//! folds `now()` and the other stable functions into constants), with no session variables.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use datafusion::catalog::default_table_source::source_as_provider;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::sql::sqlparser::ast::Statement;
+
+use crate::cluster::{ArmorlakeOptions, ClusterTable};
+
+/// How many plans a connection keeps; past it, the one used longest ago goes.
+const CAPACITY: usize = 32;
+
+/// A plan as it was optimized, and the settings it was planned under.
+#[derive(Debug)]
+struct Entry {
+    plan: LogicalPlan,
+    settings: ConfigOptions,
+    /// When it was last used, in lookups of this cache.
+    used: u64,
+}
+
+/// One connection's plans (see the module's documentation).
+#[derive(Debug, Default)]
+pub(crate) struct Plans {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<Statement, Entry>,
+    clock: u64,
+}
+
+impl Plans {
+    /// The optimized plan of `statement` kept under exactly `settings`, if any.
+    pub(crate) fn get(
+        &self,
+        statement: &Statement,
+        settings: &ConfigOptions,
+    ) -> Option<LogicalPlan> {
+        if !enabled(settings) {
+            return None;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.clock += 1;
+        let now = inner.clock;
+        let entry = inner.entries.get_mut(statement)?;
+        if !same_settings(&entry.settings, settings) {
+            return None;
+        }
+        entry.used = now;
+        crate::metrics::PLANS_REUSED.inc();
+        Some(entry.plan.clone())
+    }
+
+    /// Keeps `optimized`, the plan of `statement` under `settings`, if `planned` (the same
+    /// plan before the optimizer) can give no other answer on a later run.
+    pub(crate) fn keep(
+        &self,
+        statement: &Statement,
+        settings: &ConfigOptions,
+        planned: &LogicalPlan,
+        optimized: &LogicalPlan,
+    ) {
+        if !enabled(settings) || !reusable(planned) {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.entries.len() >= CAPACITY && !inner.entries.contains_key(statement) {
+            let oldest = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(s, _)| s.clone());
+            if let Some(oldest) = oldest {
+                inner.entries.remove(&oldest);
+            }
+        }
+        inner.clock += 1;
+        let entry = Entry {
+            plan: optimized.clone(),
+            settings: settings.clone(),
+            used: inner.clock,
+        };
+        inner.entries.insert(statement.clone(), entry);
+    }
+}
+
+/// Whether the session reuses plans (`armorlake.reuse_plans`).
+fn enabled(settings: &ConfigOptions) -> bool {
+    settings
+        .extensions
+        .get::<ArmorlakeOptions>()
+        .is_none_or(|o| o.reuse_plans)
+}
+
+/// Whether every setting planning may read is the same in `a` and `b`: DataFusion's own,
+/// field by field, and each extension's (armorlake's, the PostgreSQL session's) by its
+/// entries. (A DataFusion upgrade that adds a namespace adds it here.)
+fn same_settings(a: &ConfigOptions, b: &ConfigOptions) -> bool {
+    a.catalog == b.catalog
+        && a.execution == b.execution
+        && a.optimizer == b.optimizer
+        && a.sql_parser == b.sql_parser
+        && a.explain == b.explain
+        && a.format == b.format
+        && a.spark == b.spark
+        && extension_settings(a) == extension_settings(b)
+}
+
+/// The settings of `options`' extensions, by key.
+fn extension_settings(options: &ConfigOptions) -> Vec<(String, Option<String>)> {
+    options
+        .extensions
+        .iter()
+        .flat_map(|(_, extension)| extension.entries())
+        .map(|entry| (entry.key, entry.value))
+        .collect()
+}
+
+/// Whether `plan` (as planned, before the optimizer) reads only event tables, and would be
+/// optimized the same way on any later run under the same settings.
+fn reusable(plan: &LogicalPlan) -> bool {
+    let mut scans = 0;
+    let mut reusable = true;
+    let walked = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            match source_as_provider(&scan.source) {
+                Ok(provider) if provider.is::<ClusterTable>() => scans += 1,
+                _ => reusable = false,
+            }
+        }
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                reusable &= match e {
+                    Expr::ScalarFunction(f) => {
+                        f.func.signature().volatility == Volatility::Immutable
+                    }
+                    Expr::ScalarVariable(..) | Expr::Placeholder(_) => false,
+                    _ => true,
+                };
+                Ok(stop_unless(reusable))
+            })
+        })?;
+        Ok(stop_unless(reusable))
+    });
+    walked.is_ok() && reusable && scans > 0
+}
+
+fn stop_unless(go_on: bool) -> TreeNodeRecursion {
+    match go_on {
+        true => TreeNodeRecursion::Continue,
+        false => TreeNodeRecursion::Stop,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use armorlake_meta::{ClusterSecurity, MemoryMeta};
+    use datafusion::prelude::SessionContext;
+    use datafusion::sql::parser::Statement as DfStatement;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    use super::*;
+    use crate::{Liveness, QueryEngine, WorkerChannels};
+
+    /// A session over an empty cluster: the event tables, the PostgreSQL catalog, the
+    /// system schema.
+    fn session() -> SessionContext {
+        let meta = Arc::new(MemoryMeta::new());
+        let channels = WorkerChannels::new(ClusterSecurity::none());
+        let engine = QueryEngine::new(meta, Liveness::new(), None, channels).unwrap();
+        engine.connection_context().unwrap()
+    }
+
+    /// `sql` parsed, planned and optimized in `ctx`.
+    async fn plan(ctx: &SessionContext, sql: &str) -> (Statement, LogicalPlan, LogicalPlan) {
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        let state = ctx.state();
+        let planned = state
+            .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
+            .await
+            .unwrap();
+        let optimized = state.optimize(&planned).unwrap();
+        (statement, planned, optimized)
+    }
+
+    fn set(ctx: &SessionContext, key: &str, value: &str) {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        state.config_mut().options_mut().set(key, value).unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_plans_over_event_tables_with_immutable_functions_are_kept() {
+        let ctx = session();
+        for (sql, kept) in [
+            ("SELECT count(*) FROM logs WHERE namespace_name = 'x'", true),
+            (
+                "SELECT a.pod_name FROM alerts a JOIN logs l USING (container_id)",
+                true,
+            ),
+            ("SELECT upper(pod_name) FROM logs LIMIT 3", true),
+            ("SELECT now(), pod_name FROM logs", false),
+            (
+                "SELECT count(*) FROM logs WHERE \"timestamp\" > now() - INTERVAL '1 hour'",
+                false,
+            ),
+            (
+                "SELECT count(*) FROM logs WHERE pod_name IN \
+                 (SELECT pod_name FROM alerts WHERE \"timestamp\" < now())",
+                false,
+            ),
+            ("SELECT random() FROM logs", false),
+            ("SELECT relname FROM pg_catalog.pg_class", false),
+            ("SELECT count(*) FROM armorlake.nodes", false),
+            ("SELECT count(*) FROM logs, armorlake.nodes", false),
+            ("SELECT 1", false),
+        ] {
+            let (statement, planned, optimized) = plan(&ctx, sql).await;
+            let plans = Plans::default();
+            let settings = ctx.state().config().options().clone();
+            plans.keep(&statement, &settings, &planned, &optimized);
+            assert_eq!(plans.get(&statement, &settings).is_some(), kept, "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_plan_serves_its_statement_under_the_same_settings_only() {
+        let ctx = session();
+        let plans = Plans::default();
+        let sql = "SELECT pod_name FROM logs WHERE \"timestamp\" = '2026-12-05 01:00:00'";
+        let (statement, planned, optimized) = plan(&ctx, sql).await;
+        let settings = || ctx.state().config().options().clone();
+        plans.keep(&statement, &settings(), &planned, &optimized);
+        let kept = plans.get(&statement, &settings()).expect("kept");
+        assert_eq!(kept, optimized);
+
+        let (other, ..) = plan(&ctx, "SELECT pod_name FROM logs").await;
+        assert!(plans.get(&other, &settings()).is_none());
+
+        // The literal's time zone is the session's: another zone, another plan.
+        let before = settings();
+        set(&ctx, "datafusion.execution.time_zone", "+02:00");
+        assert!(plans.get(&statement, &settings()).is_none());
+        assert!(plans.get(&statement, &before).is_some());
+
+        set(&ctx, "armorlake.reuse_plans", "off");
+        assert!(plans.get(&statement, &settings()).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_plan_used_longest_ago_goes_first() {
+        let ctx = session();
+        let plans = Plans::default();
+        let settings = ctx.state().config().options().clone();
+        let mut statements = Vec::new();
+        for i in 0..=CAPACITY {
+            if i == CAPACITY {
+                // The first is used again, so the second is the oldest when one must go.
+                assert!(plans.get(&statements[0], &settings).is_some());
+            }
+            let sql = format!("SELECT pod_name FROM logs LIMIT {}", i + 1);
+            let (statement, planned, optimized) = plan(&ctx, &sql).await;
+            plans.keep(&statement, &settings, &planned, &optimized);
+            statements.push(statement);
+        }
+        let kept: Vec<bool> = statements
+            .iter()
+            .map(|s| plans.get(s, &settings).is_some())
+            .collect();
+        assert!(kept[0]);
+        assert!(!kept[1]);
+        assert!(kept[2..].iter().all(|k| *k));
+    }
+}
