@@ -105,7 +105,9 @@ impl PgWireServerHandlers for Handlers {
 /// The session service: armorlake's read-only rule, DISCARD and settings first, then
 /// datafusion-postgres' own hooks (cursors, the SHOWs armorlake does not answer,
 /// transactions), and last the queries of the simple protocol, whose rows `rows.rs` writes.
-fn session_service(ctx: Arc<SessionContext>) -> DfSessionService {
+/// datafusion-postgres' session service over `ctx`, with armorlake's hooks; the queries it
+/// plans keep their plans in `plans`.
+fn session_service(ctx: Arc<SessionContext>, plans: Arc<plans::Plans>) -> DfSessionService {
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(readonly::ReadOnly),
         Arc::new(discard::Discard),
@@ -113,7 +115,7 @@ fn session_service(ctx: Arc<SessionContext>) -> DfSessionService {
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
-        Arc::new(rows::TextRows::default()),
+        Arc::new(rows::TextRows::new(plans)),
     ];
     DfSessionService::new_with_hooks(ctx, hooks)
 }

@@ -1,14 +1,16 @@
-//! The optimized logical plans of the queries a connection ran, by statement. A query the
-//! connection runs again, under the same settings, skips SQL planning and the logical
-//! optimizer, as a prepared statement would; dashboards and pollers send the same text over
-//! and over. Physical planning is redone every run: which hours and operators the time range
-//! rules out, which operators are alive and which member serves, all come from the catalog
-//! and the cluster as they are at that run.
+//! The optimized logical plans of the queries a connection ran, by statement text. A query
+//! the connection sends again, with the same text and under the same settings, skips
+//! parsing, SQL planning and the logical optimizer, as a prepared statement would;
+//! dashboards and pollers send the same text over and over. Physical planning is redone
+//! every run: which hours and operators the time range rules out, which operators are alive
+//! and which member serves, all come from the catalog and the cluster as they are at that
+//! run.
 //!
 //! Only plans that can give no other answer later are kept: plans over armorlake's event
 //! tables alone (the PostgreSQL catalog, `information_schema` and `armorlake.*` tables take
 //! their contents when they are planned), whose functions are all immutable (the optimizer
-//! folds `now()` and the other stable functions into constants), with no session variables.
+//! folds `now()` and the other stable functions into constants), with no session variables,
+//! from a text that holds one statement.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,7 +19,6 @@ use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
-use datafusion::sql::sqlparser::ast::Statement;
 
 use crate::cluster::{ArmorlakeOptions, ClusterTable};
 
@@ -41,24 +42,22 @@ pub(crate) struct Plans {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<Statement, Entry>,
+    entries: HashMap<String, Entry>,
     clock: u64,
+    /// The text of the statement being planned, when it holds that statement alone.
+    planning: Option<String>,
 }
 
 impl Plans {
-    /// The optimized plan of `statement` kept under exactly `settings`, if any.
-    pub(crate) fn get(
-        &self,
-        statement: &Statement,
-        settings: &ConfigOptions,
-    ) -> Option<LogicalPlan> {
+    /// The optimized plan kept for `text` under exactly `settings`, if any.
+    pub(crate) fn get(&self, text: &str, settings: &ConfigOptions) -> Option<LogicalPlan> {
         if !enabled(settings) {
             return None;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
-        let entry = inner.entries.get_mut(statement)?;
+        let entry = inner.entries.get_mut(text)?;
         if !same_settings(&entry.settings, settings) {
             return None;
         }
@@ -67,25 +66,34 @@ impl Plans {
         Some(entry.plan.clone())
     }
 
-    /// Keeps `optimized`, the plan of `statement` under `settings`, if `planned` (the same
-    /// plan before the optimizer) can give no other answer on a later run.
+    /// Says that the statement planned next comes from `text`, the whole of it (`None`: from
+    /// a text holding more than one statement, whose plans are not kept).
+    pub(crate) fn planning(&self, text: Option<&str>) {
+        self.lock().planning = text.map(str::to_string);
+    }
+
+    /// Keeps `optimized`, the plan of the statement whose text [`Plans::planning`] gave,
+    /// under `settings`, if `planned` (the same plan before the optimizer) can give no other
+    /// answer on a later run.
     pub(crate) fn keep(
         &self,
-        statement: &Statement,
         settings: &ConfigOptions,
         planned: &LogicalPlan,
         optimized: &LogicalPlan,
     ) {
+        let mut inner = self.lock();
+        let Some(text) = inner.planning.take() else {
+            return;
+        };
         if !enabled(settings) || !reusable(planned) {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.entries.len() >= CAPACITY && !inner.entries.contains_key(statement) {
+        if inner.entries.len() >= CAPACITY && !inner.entries.contains_key(&text) {
             let oldest = inner
                 .entries
                 .iter()
                 .min_by_key(|(_, e)| e.used)
-                .map(|(s, _)| s.clone());
+                .map(|(t, _)| t.clone());
             if let Some(oldest) = oldest {
                 inner.entries.remove(&oldest);
             }
@@ -96,8 +104,18 @@ impl Plans {
             settings: settings.clone(),
             used: inner.clock,
         };
-        inner.entries.insert(statement.clone(), entry);
+        inner.entries.insert(text, entry);
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether `text` holds one statement at most: it has no `;` but a trailing one. (A `;`
+/// inside a literal or a comment makes it look like more, and its plan is then not kept.)
+pub(crate) fn one_statement(text: &str) -> bool {
+    !text.trim_end().trim_end_matches(';').contains(';')
 }
 
 /// Whether the session reuses plans (`armorlake.reuse_plans`).
@@ -190,18 +208,21 @@ mod tests {
         engine.connection_context().unwrap()
     }
 
-    /// `sql` parsed, planned and optimized in `ctx`.
-    async fn plan(ctx: &SessionContext, sql: &str) -> (Statement, LogicalPlan, LogicalPlan) {
+    /// `sql` (its first statement) parsed, planned and optimized in `ctx`, and offered to
+    /// `plans` as its text's.
+    async fn plan(ctx: &SessionContext, plans: &Plans, sql: &str) -> LogicalPlan {
         let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
             .unwrap()
             .remove(0);
         let state = ctx.state();
         let planned = state
-            .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
+            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
             .await
             .unwrap();
         let optimized = state.optimize(&planned).unwrap();
-        (statement, planned, optimized)
+        plans.planning(one_statement(sql).then_some(sql));
+        plans.keep(state.config().options(), &planned, &optimized);
+        optimized
     }
 
     fn set(ctx: &SessionContext, key: &str, value: &str) {
@@ -236,11 +257,10 @@ mod tests {
             ("SELECT count(*) FROM logs, armorlake.nodes", false),
             ("SELECT 1", false),
         ] {
-            let (statement, planned, optimized) = plan(&ctx, sql).await;
             let plans = Plans::default();
+            plan(&ctx, &plans, sql).await;
             let settings = ctx.state().config().options().clone();
-            plans.keep(&statement, &settings, &planned, &optimized);
-            assert_eq!(plans.get(&statement, &settings).is_some(), kept, "{sql}");
+            assert_eq!(plans.get(sql, &settings).is_some(), kept, "{sql}");
         }
     }
 
@@ -249,23 +269,37 @@ mod tests {
         let ctx = session();
         let plans = Plans::default();
         let sql = "SELECT pod_name FROM logs WHERE \"timestamp\" = '2026-12-05 01:00:00'";
-        let (statement, planned, optimized) = plan(&ctx, sql).await;
+        let optimized = plan(&ctx, &plans, sql).await;
         let settings = || ctx.state().config().options().clone();
-        plans.keep(&statement, &settings(), &planned, &optimized);
-        let kept = plans.get(&statement, &settings()).expect("kept");
+        let kept = plans.get(sql, &settings()).expect("kept");
         assert_eq!(kept, optimized);
+        assert!(
+            plans
+                .get("SELECT pod_name FROM logs", &settings())
+                .is_none()
+        );
 
-        let (other, ..) = plan(&ctx, "SELECT pod_name FROM logs").await;
-        assert!(plans.get(&other, &settings()).is_none());
+        // Only a text holding one statement is a key.
+        let two = "SELECT pod_name FROM logs; SELECT pod_name FROM alerts";
+        plan(&ctx, &plans, two).await;
+        assert!(plans.get(two, &settings()).is_none());
 
         // The literal's time zone is the session's: another zone, another plan.
         let before = settings();
         set(&ctx, "datafusion.execution.time_zone", "+02:00");
-        assert!(plans.get(&statement, &settings()).is_none());
-        assert!(plans.get(&statement, &before).is_some());
+        assert!(plans.get(sql, &settings()).is_none());
+        assert!(plans.get(sql, &before).is_some());
 
         set(&ctx, "armorlake.reuse_plans", "off");
-        assert!(plans.get(&statement, &settings()).is_none());
+        assert!(plans.get(sql, &settings()).is_none());
+    }
+
+    #[test]
+    fn one_statement_is_told_by_semicolons() {
+        assert!(one_statement("SELECT 1"));
+        assert!(one_statement("SELECT 1;  \n"));
+        assert!(!one_statement("SELECT 1; SELECT 2"));
+        assert!(!one_statement("SELECT ';'"));
     }
 
     #[tokio::test]
@@ -273,20 +307,19 @@ mod tests {
         let ctx = session();
         let plans = Plans::default();
         let settings = ctx.state().config().options().clone();
-        let mut statements = Vec::new();
-        for i in 0..=CAPACITY {
+        let texts: Vec<String> = (0..=CAPACITY)
+            .map(|i| format!("SELECT pod_name FROM logs LIMIT {}", i + 1))
+            .collect();
+        for (i, sql) in texts.iter().enumerate() {
             if i == CAPACITY {
                 // The first is used again, so the second is the oldest when one must go.
-                assert!(plans.get(&statements[0], &settings).is_some());
+                assert!(plans.get(&texts[0], &settings).is_some());
             }
-            let sql = format!("SELECT pod_name FROM logs LIMIT {}", i + 1);
-            let (statement, planned, optimized) = plan(&ctx, &sql).await;
-            plans.keep(&statement, &settings, &planned, &optimized);
-            statements.push(statement);
+            plan(&ctx, &plans, sql).await;
         }
-        let kept: Vec<bool> = statements
+        let kept: Vec<bool> = texts
             .iter()
-            .map(|s| plans.get(s, &settings).is_some())
+            .map(|sql| plans.get(sql, &settings).is_some())
             .collect();
         assert!(kept[0]);
         assert!(!kept[1]);

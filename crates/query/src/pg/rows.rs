@@ -16,6 +16,7 @@
 //! encoder, which gives the same text for everything both can write.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -26,6 +27,7 @@ use arrow::datatypes::{
 use async_trait::async_trait;
 use bytes::{BufMut, BytesMut};
 use datafusion::common::ParamValues;
+use datafusion::execution::SessionState;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
@@ -45,12 +47,19 @@ use futures::StreamExt;
 
 use super::plans::Plans;
 
-/// Runs the queries of the simple protocol with their rows written by [`encode`], reusing
-/// the plans the connection made before ([`Plans`]). It comes last among the session's
-/// hooks: every other statement goes on to datafusion-postgres.
-#[derive(Debug, Default)]
+/// Runs the queries of the simple protocol with their rows written by [`encode`], keeping
+/// their plans in the connection's [`Plans`]. It comes last among the session's hooks:
+/// every other statement goes on to datafusion-postgres.
+#[derive(Debug)]
 pub(crate) struct TextRows {
-    plans: Plans,
+    plans: Arc<Plans>,
+}
+
+impl TextRows {
+    /// Keeping the plans it makes in `plans`.
+    pub(crate) fn new(plans: Arc<Plans>) -> TextRows {
+        TextRows { plans }
+    }
 }
 
 #[async_trait]
@@ -64,10 +73,7 @@ impl QueryHook for TextRows {
         if !matches!(statement, Statement::Query(_)) {
             return None;
         }
-        let options = FormatOptions::from_client_metadata(client.metadata());
-        if !iso_dates(&options) {
-            return None;
-        }
+        let options = text_rows(client.metadata())?;
         Some(run(statement, ctx, options, &self.plans).await)
     }
 
@@ -92,13 +98,16 @@ impl QueryHook for TextRows {
     }
 }
 
-/// Whether dates print as `ISO` (the default `ISO, YMD`), the form [`encode`] writes.
-fn iso_dates(options: &FormatOptions) -> bool {
+/// How a connection with `metadata` formats values, if [`encode`] writes them in its form:
+/// dates as `ISO` (the default `ISO, YMD`).
+pub(crate) fn text_rows(metadata: &HashMap<String, String>) -> Option<FormatOptions> {
+    let options = FormatOptions::from_client_metadata(metadata);
     options
         .date_style
         .split(',')
         .next()
         .is_some_and(|s| s.trim().eq_ignore_ascii_case("iso"))
+        .then_some(options)
 }
 
 fn api_error(e: impl std::error::Error + Send + Sync + 'static) -> PgWireError {
@@ -106,8 +115,8 @@ fn api_error(e: impl std::error::Error + Send + Sync + 'static) -> PgWireError {
 }
 
 /// Plans and runs `statement` as datafusion-postgres would, with its rows in text. The SQL
-/// is planned from the statement as parsed, not printed and parsed again; a plan in `plans`
-/// made under the session's settings skips SQL planning and the logical optimizer.
+/// is planned from the statement as parsed, not printed and parsed again; the plan is
+/// offered to `plans`.
 async fn run(
     statement: &Statement,
     ctx: &SessionContext,
@@ -115,26 +124,28 @@ async fn run(
     plans: &Plans,
 ) -> PgWireResult<Response> {
     let state = ctx.state();
-    let settings = state.config().options();
-    let plan = match plans.get(statement, settings) {
-        Some(plan) => plan,
-        None => {
-            let planned = state
-                .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
-                .await
-                .map_err(api_error)?;
-            // Read-only here too: `SELECT … INTO` would create a table (see `readonly.rs`).
-            SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false)
-                .verify_plan(&planned)
-                .map_err(api_error)?;
-            let optimized = state.optimize(&planned).map_err(api_error)?;
-            plans.keep(statement, settings, &planned, &optimized);
-            optimized
-        }
-    };
+    let planned = state
+        .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
+        .await
+        .map_err(api_error)?;
+    // Read-only here too: `SELECT … INTO` would create a table (see `readonly.rs`).
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&planned)
+        .map_err(api_error)?;
+    let optimized = state.optimize(&planned).map_err(api_error)?;
+    plans.keep(state.config().options(), &planned, &optimized);
+    respond(optimized, &state, options).await
+}
+
+/// Runs `plan`, optimized in `state`, with its rows in text.
+pub(crate) async fn respond(
+    plan: LogicalPlan,
+    state: &SessionState,
+    options: FormatOptions,
+) -> PgWireResult<Response> {
     let fields = Arc::new(arrow_schema_to_pg_fields(
         plan.schema().as_arrow(),
         &Format::UnifiedText,
@@ -142,7 +153,7 @@ async fn run(
     )?);
     let physical = state
         .query_planner()
-        .create_physical_plan(&plan, &state)
+        .create_physical_plan(&plan, state)
         .await
         .map_err(api_error)?;
     let batches = execute_stream(physical, state.task_ctx()).map_err(api_error)?;

@@ -30,7 +30,7 @@ use datafusion_postgres::pgwire::error::ErrorInfo;
 use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::pgwire::messages::data::DataRow;
-use datafusion_postgres::pgwire::messages::response::NoticeResponse;
+use datafusion_postgres::pgwire::messages::response::{NoticeResponse, TransactionStatus};
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::{Sink, SinkExt, Stream};
 use tokio::runtime::Handle;
@@ -40,6 +40,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use super::cancel::Registration;
 use super::error;
 use super::output;
+use super::plans::{self, Plans};
 use crate::QueryEngine;
 use crate::metrics::{Observed, Outcome, QueryTimer, new_query_id};
 use crate::runtime::InRuntime;
@@ -297,6 +298,8 @@ pub(crate) struct Session {
     ctx: Arc<SessionContext>,
     /// Whether the startup parameters are in `ctx` yet.
     started: AtomicBool,
+    /// The plans of the queries it ran (see `plans.rs`).
+    plans: Arc<Plans>,
 }
 
 impl Session {
@@ -307,7 +310,8 @@ impl Session {
         ctx: Arc<SessionContext>,
         alerts: Arc<crate::alerting::Alerts>,
     ) -> Self {
-        let inner = Arc::new(super::session_service(ctx.clone()));
+        let plans = Arc::new(Plans::default());
+        let inner = Arc::new(super::session_service(ctx.clone(), plans.clone()));
         let runtime = engine.runtime();
         let parser = Arc::new(Positioned(inner.query_parser()));
         Session {
@@ -317,6 +321,7 @@ impl Session {
             alerts,
             ctx,
             started: AtomicBool::new(false),
+            plans,
         }
     }
 
@@ -325,6 +330,44 @@ impl Session {
         if !self.started.swap(true, Ordering::Relaxed) {
             super::settings::from_startup(&self.ctx, client);
         }
+    }
+
+    /// Runs `query` (one text of the simple protocol): from the plan the connection kept
+    /// for it if there is one, else through datafusion-postgres, whose [`TextRows`] hook
+    /// offers the plan it makes to be kept.
+    ///
+    /// [`TextRows`]: super::rows::TextRows
+    async fn simple<C>(
+        &self,
+        service: &DfSessionService,
+        client: &mut C,
+        query: &str,
+    ) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let one = plans::one_statement(query);
+        // A failed transaction refuses queries (datafusion-postgres' transaction hook).
+        if one && client.transaction_status() != TransactionStatus::Error {
+            let state = self.ctx.state();
+            let kept = match super::rows::text_rows(client.metadata()) {
+                Some(options) => self
+                    .plans
+                    .get(query, state.config().options())
+                    .map(|plan| (plan, options)),
+                None => None,
+            };
+            if let Some((plan, options)) = kept {
+                return Ok(vec![super::rows::respond(plan, &state, options).await?]);
+            }
+        }
+        self.plans.planning(one.then_some(query));
+        let responses = SimpleQueryHandler::do_query(service, client, query).await;
+        self.plans.planning(None);
+        responses
     }
 
     /// Starts the statement `query_id`: the connection's session tags what it plans with
@@ -395,7 +438,7 @@ impl SimpleQueryHandler for Session {
         let service = self.begin(&query_id);
         let (responses, notices) = crate::notices::collect(
             limits
-                .run(SimpleQueryHandler::do_query(service, client, query))
+                .run(self.simple(service, client, query))
                 .instrument(span),
         )
         .await;
