@@ -31,7 +31,10 @@ use datafusion::config::ConfigOptions;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryLimit};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{
+    EquivalenceProperties, Partitioning, PhysicalExpr, ScalarFunctionExpr,
+};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::analyze::AnalyzeExec;
@@ -355,24 +358,55 @@ fn operator_functions() -> Result<Arc<TaskContext>> {
 
 /// `plan` encoded for an operator, if the operators can decode it: a query node has
 /// functions of its own (the PostgreSQL catalog's) that they do not. `checked`: a plan that
-/// differs from this one only in its scans' slots already decoded.
+/// differs from this one only in its scans' slots already passed.
 fn encode_for_operators(plan: &Arc<dyn ExecutionPlan>, checked: bool) -> Option<Bytes> {
     static OPERATOR_FUNCTIONS: LazyLock<Option<Arc<TaskContext>>> =
         LazyLock::new(|| operator_functions().ok());
     let ctx = OPERATOR_FUNCTIONS.as_ref()?;
-    let encoded = physical_plan_to_bytes_with_extension_codec(Arc::clone(plan), &ArmorlakeCodec);
-    let encoded = encoded
-        .inspect_err(|e| tracing::debug!(error = %e, "a plan stays distributed: not encodable"))
-        .ok()?;
-    if checked {
-        return Some(encoded);
+    if !checked && !calls_only(plan, ctx) {
+        tracing::debug!("a plan stays distributed: it calls a function the operators lack");
+        return None;
     }
-    match physical_plan_from_bytes_with_extension_codec(&encoded, ctx, &ArmorlakeCodec) {
-        Ok(_) => Some(encoded),
-        Err(e) => {
-            tracing::debug!(error = %e, "a plan stays distributed: operators cannot decode it");
-            None
+    physical_plan_to_bytes_with_extension_codec(Arc::clone(plan), &ArmorlakeCodec)
+        .inspect_err(|e| tracing::debug!(error = %e, "a plan stays distributed: not encodable"))
+        .ok()
+}
+
+/// Whether every function `plan` calls is one of `ctx`'s, by the name decoding looks it up
+/// by: in its physical expressions, and in its scans' filters (logical expressions, which
+/// travel as they are). Aggregate and window functions are DataFusion's own on both sides
+/// (a test holds the query node to that).
+fn calls_only(plan: &Arc<dyn ExecutionPlan>, ctx: &TaskContext) -> bool {
+    let known = |name: &str| ctx.scalar_functions().contains_key(name);
+    let mut all_known = true;
+    let walked = plan.apply(|node| {
+        node.apply_expressions(&mut |expr| {
+            expr.apply(|e| {
+                if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() {
+                    all_known &= known(f.name());
+                }
+                Ok(go_on_while(all_known))
+            })
+        })?;
+        if let Some(scan) = node.downcast_ref::<OperatorScanExec>() {
+            for filter in &scan.filters {
+                filter.apply(|e| {
+                    if let Expr::ScalarFunction(f) = e {
+                        all_known &= known(f.name());
+                    }
+                    Ok(go_on_while(all_known))
+                })?;
+            }
         }
+        Ok(go_on_while(all_known))
+    });
+    walked.is_ok() && all_known
+}
+
+fn go_on_while(go_on: bool) -> TreeNodeRecursion {
+    match go_on {
+        true => TreeNodeRecursion::Continue,
+        false => TreeNodeRecursion::Stop,
     }
 }
 
@@ -849,6 +883,55 @@ mod tests {
 
     fn scan(tasks: Vec<Vec<TaskTarget>>) -> Arc<dyn ExecutionPlan> {
         Arc::new(OperatorScanExec::new(Table::Logs, None, vec![], None, tasks, 2).unwrap())
+    }
+
+    #[tokio::test]
+    async fn plans_calling_a_function_the_operators_lack_are_not_shipped() {
+        use armorlake_meta::MemoryMeta;
+        use arrow::array::{ArrayRef, StringArray};
+        use datafusion::execution::FunctionRegistry;
+        use datafusion::prelude::{col, lit};
+
+        let meta = Arc::new(MemoryMeta::new());
+        let channels = WorkerChannels::new(ClusterSecurity::none());
+        let engine = crate::QueryEngine::new(meta, crate::Liveness::new(), None, channels).unwrap();
+        let ctx = engine.connection_context().unwrap();
+        let operators = operator_functions().unwrap();
+        // Aggregate and window functions are not looked at: the operators have them all.
+        let state = ctx.state();
+        for name in state.aggregate_functions().keys() {
+            assert!(operators.aggregate_functions().contains_key(name), "{name}");
+        }
+        for name in state.window_functions().keys() {
+            assert!(operators.window_functions().contains_key(name), "{name}");
+        }
+
+        // In a physical expression.
+        let a: ArrayRef = Arc::new(StringArray::from(vec!["x"]));
+        ctx.register_batch("t", RecordBatch::try_from_iter([("a", a)]).unwrap())
+            .unwrap();
+        for (sql, shipped) in [
+            ("SELECT a FROM t WHERE upper(a) = 'X'", true),
+            ("SELECT a FROM t WHERE current_setting(a) = 'X'", false),
+            ("SELECT upper(current_setting(a)) FROM t", false),
+        ] {
+            let df = ctx.sql(sql).await.unwrap();
+            let plan = df.create_physical_plan().await.unwrap();
+            assert_eq!(calls_only(&plan, &operators), shipped, "{sql}");
+        }
+
+        // In a scan's filter, a logical expression.
+        let setting = ctx.udf("current_setting").unwrap();
+        let upper = ctx.udf("upper").unwrap();
+        for (filter, shipped) in [
+            (upper.call(vec![col("pod_name")]).eq(lit("X")), true),
+            (setting.call(vec![col("pod_name")]).eq(lit("X")), false),
+        ] {
+            let tasks = vec![target("a", true)];
+            let scan = OperatorScanExec::new(Table::Logs, None, vec![filter], None, tasks, 2);
+            let scan: Arc<dyn ExecutionPlan> = Arc::new(scan.unwrap());
+            assert_eq!(calls_only(&scan, &operators), shipped);
+        }
     }
 
     /// Where the rule sends `plan`: the node it runs on whole, and its scans' slots.
