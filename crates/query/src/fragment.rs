@@ -63,10 +63,10 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use url::Url;
 
-use crate::WorkerChannels;
 use crate::codec::ArmorlakeCodec;
 use crate::count_by_text::CountByTextExec;
 use crate::scan::{LocalOperator, OperatorScanExec, TaskTarget};
+use crate::{WorkerChannels, go_on_while};
 
 /// The largest gRPC message either side accepts: a plan, or a batch of rows.
 const MAX_MESSAGE: usize = 64 << 20;
@@ -401,13 +401,6 @@ fn calls_only(plan: &Arc<dyn ExecutionPlan>, ctx: &TaskContext) -> bool {
         Ok(go_on_while(all_known))
     });
     walked.is_ok() && all_known
-}
-
-fn go_on_while(go_on: bool) -> TreeNodeRecursion {
-    match go_on {
-        true => TreeNodeRecursion::Continue,
-        false => TreeNodeRecursion::Stop,
-    }
 }
 
 /// A plan for one operator, ready to send.

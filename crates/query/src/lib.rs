@@ -31,6 +31,7 @@ use std::sync::Arc;
 use armorlake_common::{DATABASE, EVENT_SCHEMA, SYSTEM_SCHEMA, Table};
 use armorlake_meta::MetaService;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -44,6 +45,14 @@ pub use channels::WorkerChannels;
 pub use cluster::{ArmorlakeOptions, ClusterTable};
 pub use distribute::{Liveness, worker};
 pub use scan::{LocalOperator, OperatorHandle, OperatorScanExec};
+
+/// What a walk over a plan or an expression does next: go on while `go_on`, else stop.
+pub(crate) fn go_on_while(go_on: bool) -> TreeNodeRecursion {
+    match go_on {
+        true => TreeNodeRecursion::Continue,
+        false => TreeNodeRecursion::Stop,
+    }
+}
 
 /// Errors configuring the query node.
 #[derive(Debug, thiserror::Error)]

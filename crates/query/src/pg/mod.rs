@@ -104,9 +104,8 @@ impl PgWireServerHandlers for Handlers {
 
 /// The session service: armorlake's read-only rule, DISCARD and settings first, then
 /// datafusion-postgres' own hooks (cursors, the SHOWs armorlake does not answer,
-/// transactions), and last the queries of the simple protocol, whose rows `rows.rs` writes.
-/// datafusion-postgres' session service over `ctx`, with armorlake's hooks; the queries it
-/// plans keep their plans in `plans`.
+/// transactions), and last the queries of the simple protocol, whose rows `rows.rs` writes
+/// and whose plans it offers to `plans`.
 fn session_service(ctx: Arc<SessionContext>, plans: Arc<plans::Plans>) -> DfSessionService {
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(readonly::ReadOnly),

@@ -17,13 +17,17 @@ use std::sync::Mutex;
 
 use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 
 use crate::cluster::{ArmorlakeOptions, ClusterTable};
+use crate::go_on_while;
 
 /// How many plans a connection keeps; past it, the one used longest ago goes.
 const CAPACITY: usize = 32;
+
+/// The longest text whose plan is kept (64 KiB): a key is the whole text.
+const LONGEST: usize = 64 << 10;
 
 /// A plan as it was optimized, and the settings it was planned under.
 #[derive(Debug)]
@@ -69,7 +73,7 @@ impl Plans {
     /// Says that the statement planned next comes from `text`, the whole of it (`None`: from
     /// a text holding more than one statement, whose plans are not kept).
     pub(crate) fn planning(&self, text: Option<&str>) {
-        self.lock().planning = text.map(str::to_string);
+        self.lock().planning = text.filter(|t| t.len() <= LONGEST).map(str::to_string);
     }
 
     /// Keeps `optimized`, the plan of the statement whose text [`Plans::planning`] gave,
@@ -171,19 +175,12 @@ fn reusable(plan: &LogicalPlan) -> bool {
                     Expr::ScalarVariable(..) | Expr::Placeholder(_) => false,
                     _ => true,
                 };
-                Ok(stop_unless(reusable))
+                Ok(go_on_while(reusable))
             })
         })?;
-        Ok(stop_unless(reusable))
+        Ok(go_on_while(reusable))
     });
     walked.is_ok() && reusable && scans > 0
-}
-
-fn stop_unless(go_on: bool) -> TreeNodeRecursion {
-    match go_on {
-        true => TreeNodeRecursion::Continue,
-        false => TreeNodeRecursion::Stop,
-    }
 }
 
 #[cfg(test)]
@@ -283,6 +280,10 @@ mod tests {
         let two = "SELECT pod_name FROM logs; SELECT pod_name FROM alerts";
         plan(&ctx, &plans, two).await;
         assert!(plans.get(two, &settings()).is_none());
+        // And not a longer one than LONGEST.
+        let long = format!("SELECT pod_name FROM logs -- {}", "x".repeat(LONGEST));
+        plan(&ctx, &plans, &long).await;
+        assert!(plans.get(&long, &settings()).is_none());
 
         // The literal's time zone is the session's: another zone, another plan.
         let before = settings();

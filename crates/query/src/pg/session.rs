@@ -352,15 +352,15 @@ impl Session {
         let one = plans::one_statement(query);
         // A failed transaction refuses queries (datafusion-postgres' transaction hook).
         if one && client.transaction_status() != TransactionStatus::Error {
-            let state = self.ctx.state();
-            let kept = match super::rows::text_rows(client.metadata()) {
-                Some(options) => self
-                    .plans
-                    .get(query, state.config().options())
-                    .map(|plan| (plan, options)),
-                None => None,
-            };
+            let kept = super::rows::text_rows(client.metadata()).and_then(|options| {
+                let state = self.ctx.state_ref();
+                let settings = state.read();
+                let plan = self.plans.get(query, settings.config().options())?;
+                Some((plan, options))
+            });
             if let Some((plan, options)) = kept {
+                // The statement's own state: its start time, the settings just compared.
+                let state = self.ctx.state();
                 return Ok(vec![super::rows::respond(plan, &state, options).await?]);
             }
         }
