@@ -155,7 +155,12 @@ fn metrics_show_ingest_storage_queries_and_connections() {
     assert_eq!(counts.len(), 3, "{counts:?}");
     assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
     let reused = |m: &HashMap<String, f64>| sum(m, "armorlake_query_plans_reused_total", &[]);
-    assert!(reused(&scrape(&metrics)) >= reused(&after) + 2.0);
+    let kept = reused(&scrape(&metrics));
+    assert!(kept >= reused(&after) + 2.0);
+    // DISCARD PLANS drops them, as PostgreSQL's does.
+    let out = psql(up.pg_port, &["-c", again, "-c", "DISCARD PLANS", "-c", again]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(reused(&scrape(&metrics)), kept);
 }
 
 /// Every line of `path` as JSON (every line must parse).

@@ -1,7 +1,8 @@
 //! `DISCARD ALL` (and `DISCARD PLANS/SEQUENCES/TEMP`): Npgsql sends it whenever a pooled
 //! connection is returned (PowerBI fails without it); DataFusion does not know it.
 //!
-//! It closes the session's cursors and resets its settings (`RESET ALL`).
+//! `ALL` closes the session's cursors and resets its settings (`RESET ALL`); `ALL` and
+//! `PLANS` drop the plans the connection kept (`plans.rs`).
 
 use std::sync::Arc;
 
@@ -17,28 +18,43 @@ use datafusion_postgres::pgwire::api::results::{Response, Tag};
 use datafusion_postgres::pgwire::api::store::PortalStore;
 use datafusion_postgres::pgwire::error::PgWireResult;
 
+use super::plans::Plans;
 use super::settings;
 
-/// Answers `DISCARD …` in both protocols.
+/// Answers `DISCARD …` in both protocols, for a connection whose kept plans are `plans`.
 #[derive(Debug)]
-pub(crate) struct Discard;
+pub(crate) struct Discard {
+    plans: Arc<Plans>,
+}
 
-async fn discard(
-    object: &DiscardObject,
-    ctx: &SessionContext,
-    client: &mut dyn HookClient,
-) -> PgWireResult<Response> {
-    let tag = match object {
-        DiscardObject::ALL => {
-            client.portal_store().clear_portals();
-            settings::reset_all(ctx, client).await?;
-            "DISCARD ALL"
-        }
-        DiscardObject::PLANS => "DISCARD PLANS",
-        DiscardObject::SEQUENCES => "DISCARD SEQUENCES",
-        DiscardObject::TEMP => "DISCARD TEMP",
-    };
-    Ok(Response::Execution(Tag::new(tag)))
+impl Discard {
+    /// For the connection whose kept plans are `plans`.
+    pub(crate) fn new(plans: Arc<Plans>) -> Discard {
+        Discard { plans }
+    }
+
+    async fn discard(
+        &self,
+        object: &DiscardObject,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> PgWireResult<Response> {
+        let tag = match object {
+            DiscardObject::ALL => {
+                client.portal_store().clear_portals();
+                settings::reset_all(ctx, client).await?;
+                self.plans.clear();
+                "DISCARD ALL"
+            }
+            DiscardObject::PLANS => {
+                self.plans.clear();
+                "DISCARD PLANS"
+            }
+            DiscardObject::SEQUENCES => "DISCARD SEQUENCES",
+            DiscardObject::TEMP => "DISCARD TEMP",
+        };
+        Ok(Response::Execution(Tag::new(tag)))
+    }
 }
 
 #[async_trait]
@@ -50,7 +66,9 @@ impl QueryHook for Discard {
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         match statement {
-            Statement::Discard { object_type } => Some(discard(object_type, ctx, client).await),
+            Statement::Discard { object_type } => {
+                Some(self.discard(object_type, ctx, client).await)
+            }
             _ => None,
         }
     }
@@ -79,7 +97,9 @@ impl QueryHook for Discard {
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         match statement {
-            Statement::Discard { object_type } => Some(discard(object_type, ctx, client).await),
+            Statement::Discard { object_type } => {
+                Some(self.discard(object_type, ctx, client).await)
+            }
             _ => None,
         }
     }

@@ -109,7 +109,7 @@ impl PgWireServerHandlers for Handlers {
 fn session_service(ctx: Arc<SessionContext>, plans: Arc<plans::Plans>) -> DfSessionService {
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
         Arc::new(readonly::ReadOnly),
-        Arc::new(discard::Discard),
+        Arc::new(discard::Discard::new(plans.clone())),
         Arc::new(settings::Settings),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),

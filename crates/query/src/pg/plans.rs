@@ -111,6 +111,11 @@ impl Plans {
         inner.entries.insert(text, entry);
     }
 
+    /// Drops every kept plan (`DISCARD PLANS`, `DISCARD ALL`).
+    pub(crate) fn clear(&self) {
+        self.lock().entries.clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -293,6 +298,9 @@ mod tests {
 
         set(&ctx, "armorlake.reuse_plans", "off");
         assert!(plans.get(sql, &settings()).is_none());
+
+        plans.clear();
+        assert!(plans.get(sql, &before).is_none());
     }
 
     #[test]
