@@ -158,8 +158,15 @@ fn metrics_show_ingest_storage_queries_and_connections() {
     let kept = reused(&scrape(&metrics));
     assert!(kept >= reused(&after) + 2.0);
     // DISCARD PLANS drops them, as PostgreSQL's does.
-    let out = psql(up.pg_port, &["-c", again, "-c", "DISCARD PLANS", "-c", again]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = psql(
+        up.pg_port,
+        &["-c", again, "-c", "DISCARD PLANS", "-c", again],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(reused(&scrape(&metrics)), kept);
 }
 
