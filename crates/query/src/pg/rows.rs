@@ -39,7 +39,7 @@ use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::pgwire::api::ClientInfo;
 use datafusion_postgres::pgwire::api::portal::Format;
-use datafusion_postgres::pgwire::api::results::{QueryResponse, Response};
+use datafusion_postgres::pgwire::api::results::{FieldFormat, QueryResponse, Response};
 use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::data::DataRow;
 use datafusion_postgres::pgwire::types::format::FormatOptions;
@@ -102,12 +102,16 @@ impl QueryHook for TextRows {
 /// dates as `ISO` (the default `ISO, YMD`).
 pub(crate) fn text_rows(metadata: &HashMap<String, String>) -> Option<FormatOptions> {
     let options = FormatOptions::from_client_metadata(metadata);
+    iso_dates(&options).then_some(options)
+}
+
+/// Whether dates print as `ISO`, the form [`encode`] writes.
+fn iso_dates(options: &FormatOptions) -> bool {
     options
         .date_style
         .split(',')
         .next()
         .is_some_and(|s| s.trim().eq_ignore_ascii_case("iso"))
-        .then_some(options)
 }
 
 fn api_error(e: impl std::error::Error + Send + Sync + 'static) -> PgWireError {
@@ -137,20 +141,25 @@ async fn run(
         .map_err(api_error)?;
     let optimized = state.optimize(&planned).map_err(api_error)?;
     plans.keep(state.config().options(), &planned, &optimized);
-    respond(optimized, &state, options).await
+    respond(optimized, &state, &Format::UnifiedText, options).await
 }
 
-/// Runs `plan`, optimized in `state`, with its rows in text.
+/// Runs `plan`, optimized in `state`, with its columns in `format` (text or binary, as the
+/// client asked) and its values as `options` say. Rows all in text with `ISO` dates are
+/// written by [`encode`], the others by arrow-pg's encoder.
 pub(crate) async fn respond(
     plan: LogicalPlan,
     state: &SessionState,
+    format: &Format,
     options: FormatOptions,
 ) -> PgWireResult<Response> {
+    let iso = iso_dates(&options);
     let fields = Arc::new(arrow_schema_to_pg_fields(
         plan.schema().as_arrow(),
-        &Format::UnifiedText,
+        format,
         Some(Arc::new(options)),
     )?);
+    let text = iso && fields.iter().all(|f| f.format() == FieldFormat::Text);
     let physical = state
         .query_planner()
         .create_physical_plan(&plan, state)
@@ -161,7 +170,7 @@ pub(crate) async fn respond(
     let rows = batches
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send> = match batch {
-                Ok(batch) => match encode(&batch) {
+                Ok(batch) => match text.then(|| encode(&batch)).flatten() {
                     Some(rows) => Box::new(rows.into_iter().map(Ok)),
                     None => encode_recordbatch(row_fields.clone(), batch),
                 },

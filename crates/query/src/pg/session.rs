@@ -31,6 +31,7 @@ use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::pgwire::messages::data::DataRow;
 use datafusion_postgres::pgwire::messages::response::{NoticeResponse, TransactionStatus};
+use datafusion_postgres::pgwire::types::format::FormatOptions;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::{Sink, SinkExt, Stream};
 use tokio::runtime::Handle;
@@ -361,13 +362,51 @@ impl Session {
             if let Some((plan, options)) = kept {
                 // The statement's own state: its start time, the settings just compared.
                 let state = self.ctx.state();
-                return Ok(vec![super::rows::respond(plan, &state, options).await?]);
+                let text = Format::UnifiedText;
+                return Ok(vec![
+                    super::rows::respond(plan, &state, &text, options).await?,
+                ]);
             }
         }
         self.plans.planning(one.then_some(query));
         let responses = SimpleQueryHandler::do_query(service, client, query).await;
         self.plans.planning(None);
         responses
+    }
+
+    /// Runs `portal` (a bound statement of the extended protocol). A query without
+    /// parameters runs from the plan its Parse made, optimized once; datafusion-postgres would
+    /// optimize it twice (itself, then again inside `DataFrame::execute_stream`). Anything
+    /// else goes to datafusion-postgres.
+    async fn extended<C>(
+        &self,
+        service: &DfSessionService,
+        client: &mut C,
+        portal: &Portal<<Self as ExtendedQueryHandler>::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = <Self as ExtendedQueryHandler>::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Refused statements never became portals (`readonly.rs` refuses them on Parse); a
+        // failed transaction refuses queries (datafusion-postgres' transaction hook).
+        if let (_, Some((Statement::Query(_), plan))) = &portal.statement.statement
+            && portal.parameter_len() == 0
+            && plan.get_parameter_types().is_ok_and(|p| p.is_empty())
+            && client.transaction_status() != TransactionStatus::Error
+        {
+            let state = self.ctx.state();
+            let optimized = state
+                .optimize(plan)
+                .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            let options = FormatOptions::from_client_metadata(client.metadata());
+            let format = &portal.result_column_format;
+            return super::rows::respond(optimized, &state, format, options).await;
+        }
+        ExtendedQueryHandler::do_query(service, client, portal, max_rows).await
     }
 
     /// Starts the statement `query_id`: the connection's session tags what it plans with
@@ -552,9 +591,7 @@ impl ExtendedQueryHandler for Session {
         let service = self.begin(&query_id);
         let (response, notices) = crate::notices::collect(
             limits
-                .run(ExtendedQueryHandler::do_query(
-                    service, client, portal, max_rows,
-                ))
+                .run(self.extended(service, client, portal, max_rows))
                 .instrument(span),
         )
         .await;
