@@ -1,6 +1,7 @@
-//! Query results of the simple protocol as DataRows in text, written straight from the Arrow
-//! columns: what psql, Grafana's simple queries and `COPY … TO STDOUT` read, and the path
-//! that streams millions of rows.
+//! Query results as DataRows in text, written straight from the Arrow columns: what psql,
+//! Grafana's simple queries and `COPY … TO STDOUT` read, and the path that streams millions
+//! of rows. The extended protocol's queries without parameters come here too ([`respond`]),
+//! their rows in text the same way when every column is bound as text.
 //!
 //! datafusion-postgres encodes a row at a time through pgwire's `DataRowEncoder`, which
 //! starts every row in a 128-byte buffer that grows (and is copied) as the row's fields go
