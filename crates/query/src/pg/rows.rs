@@ -17,7 +17,6 @@
 //! encoder, which gives the same text for everything both can write.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -74,7 +73,7 @@ impl QueryHook for TextRows {
         if !matches!(statement, Statement::Query(_)) {
             return None;
         }
-        let options = text_rows(client.metadata())?;
+        let options = FormatOptions::from_client_metadata(client.metadata());
         Some(run(statement, ctx, options, &self.plans).await)
     }
 
@@ -99,14 +98,7 @@ impl QueryHook for TextRows {
     }
 }
 
-/// How a connection with `metadata` formats values, if [`encode`] writes them in its form:
-/// dates as `ISO` (the default `ISO, YMD`).
-pub(crate) fn text_rows(metadata: &HashMap<String, String>) -> Option<FormatOptions> {
-    let options = FormatOptions::from_client_metadata(metadata);
-    iso_dates(&options).then_some(options)
-}
-
-/// Whether dates print as `ISO`, the form [`encode`] writes.
+/// Whether dates print as `ISO` (the default `ISO, YMD`), the form [`encode`] writes.
 fn iso_dates(options: &FormatOptions) -> bool {
     options
         .date_style

@@ -353,15 +353,15 @@ impl Session {
         let one = plans::one_statement(query);
         // A failed transaction refuses queries (datafusion-postgres' transaction hook).
         if one && client.transaction_status() != TransactionStatus::Error {
-            let kept = super::rows::text_rows(client.metadata()).and_then(|options| {
+            let kept = {
                 let state = self.ctx.state_ref();
                 let settings = state.read();
-                let plan = self.plans.get(query, settings.config().options())?;
-                Some((plan, options))
-            });
-            if let Some((plan, options)) = kept {
+                self.plans.get(query, settings.config().options())
+            };
+            if let Some(plan) = kept {
                 // The statement's own state: its start time, the settings just compared.
                 let state = self.ctx.state();
+                let options = FormatOptions::from_client_metadata(client.metadata());
                 let text = Format::UnifiedText;
                 return Ok(vec![
                     super::rows::respond(plan, &state, &text, options).await?,
