@@ -96,6 +96,9 @@ const QUERIES: &[&str] = &[
      AND a.pod_name = l.pod_name GROUP BY 1 ORDER BY 1",
     "SELECT host_name, operation, resource FROM logs WHERE \"timestamp\" = '2026-11-23T03:00:01.500Z' ORDER BY 1, 2, 3",
     "SELECT type, count(*) FROM messages GROUP BY type ORDER BY type",
+    // Counted by text on the operators, the condition decided once per group.
+    "SELECT pod_name, count(*) FROM logs WHERE pod_name <> '' AND pod_name NOT LIKE 'kube%' \
+     GROUP BY 1 ORDER BY 1",
     "SELECT count(*) FROM (SELECT host_name FROM logs WHERE operation = 'File' UNION ALL \
      SELECT host_name FROM alerts WHERE operation = 'File') u",
 ];
@@ -207,6 +210,17 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
             && !by_text.contains("mode=Partial"),
         "the partial counts run as CountByTextExec on the operators: {by_text}"
     );
+    let kept = QUERIES
+        .iter()
+        .find(|q| q.contains("pod_name <> ''"))
+        .unwrap();
+    let kept = query(port, &format!("EXPLAIN {kept}")).join("\n");
+    assert!(
+        kept.contains("CountByTextExec: group=pod_name")
+            && kept.contains("keep=pod_name != ")
+            && !kept.contains("FilterExec"),
+        "the condition on the group is the CountByTextExec's: {kept}"
+    );
     // A LIMIT over rows in no order asks the operators one after another, until it has
     // enough: here more rows than either cluster holds, so both are read.
     let limit = "SELECT count(*) FROM (SELECT pid FROM logs LIMIT 9000) t";
@@ -225,14 +239,27 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
             "SELECT count(*) FROM logs WHERE \"timestamp\" >= '2026-11-23T04:00:00Z'"
         ) < 9000
     );
-    // A join of raw rows is left to datafusion-distributed: one task per cluster.
+    // A join of raw rows: the operators reported few, so they are gathered and joined on
+    // the query node (the answers above); over the limit, the join is left to
+    // datafusion-distributed, one task per cluster, and gives the same answer.
     let join = QUERIES.iter().find(|q| q.contains(" JOIN ")).unwrap();
     let plan = query(port, &format!("EXPLAIN {join}")).join("\n");
+    assert!(
+        plan.contains("OperatorPlanExec: runs on east@east-") && plan.contains("west@west-1"),
+        "gathered: {plan}"
+    );
+    let distributed = "SET armorlake.gather_raw_rows_limit = 0";
+    let plan = query(port, &format!("{distributed}; EXPLAIN {join}")).join("\n");
     assert!(
         !plan.contains("OperatorPlanExec")
             && plan.contains("t0:[east@east-")
             && plan.contains("t1:[west@west-1]"),
         "tasks: {plan}"
+    );
+    assert_eq!(
+        query(port, &format!("{distributed}; {join}")),
+        query(up.pg_port, join),
+        "distributed join"
     );
     assert_eq!(
         query(port, west_hour),

@@ -35,6 +35,11 @@ pub struct ArmorlakeOptions {
     /// Run a query the connection ran before from its optimized logical plan, skipping SQL
     /// planning and the logical optimizer (see `pg/plans.rs`).
     pub reuse_plans: bool,
+    /// The most rows a scan over several operators may send to the query node as they are
+    /// stored (no filter, aggregate or limit on the operators), so that the query node joins
+    /// or sorts them itself; a scan estimated at more is left to datafusion-distributed,
+    /// which moves the rows between the operators and runs the work there.
+    pub gather_raw_rows_limit: u64,
 }
 
 impl Default for ArmorlakeOptions {
@@ -43,6 +48,7 @@ impl Default for ArmorlakeOptions {
             allow_partial_results: false,
             enable_count_by_text: true,
             reuse_plans: true,
+            gather_raw_rows_limit: 1_000_000,
         }
     }
 }
@@ -50,6 +56,7 @@ impl Default for ArmorlakeOptions {
 const ALLOW_PARTIAL_RESULTS: &str = "allow_partial_results";
 const ENABLE_COUNT_BY_TEXT: &str = "enable_count_by_text";
 const REUSE_PLANS: &str = "reuse_plans";
+const GATHER_RAW_ROWS_LIMIT: &str = "gather_raw_rows_limit";
 
 /// A Boolean in PostgreSQL's spellings.
 pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
@@ -80,6 +87,14 @@ impl ExtensionOptions for ArmorlakeOptions {
             ALLOW_PARTIAL_RESULTS => self.allow_partial_results = parse_bool(key, value)?,
             ENABLE_COUNT_BY_TEXT => self.enable_count_by_text = parse_bool(key, value)?,
             REUSE_PLANS => self.reuse_plans = parse_bool(key, value)?,
+            GATHER_RAW_ROWS_LIMIT => {
+                self.gather_raw_rows_limit = value.trim().parse().map_err(|_| {
+                    DataFusionError::Configuration(format!(
+                        "invalid value for parameter \"armorlake.{key}\": {value:?} (a number \
+                         of rows)"
+                    ))
+                })?
+            }
             _ => {
                 return Err(DataFusionError::Configuration(format!(
                     "unrecognized configuration parameter \"armorlake.{key}\""
@@ -105,6 +120,11 @@ impl ExtensionOptions for ArmorlakeOptions {
                 key: format!("{}.{REUSE_PLANS}", Self::PREFIX),
                 value: Some(self.reuse_plans.to_string()),
                 description: "run a query the connection ran before from its optimized logical plan",
+            },
+            ConfigEntry {
+                key: format!("{}.{GATHER_RAW_ROWS_LIMIT}", Self::PREFIX),
+                value: Some(self.gather_raw_rows_limit.to_string()),
+                description: "the most stored rows a scan may send unreduced to the query node",
             },
         ]
     }
@@ -141,12 +161,13 @@ impl ClusterTable {
     }
 
     /// For every operator cluster, in order: who serves it, or nothing when its
-    /// partitions rule out `range`.
+    /// partitions rule out `range`; and how many rows the members chosen reported in
+    /// `range` (rows that arrived since their last heartbeat are not counted).
     async fn slots(
         &self,
         range: TimeRange,
         allow_partial: bool,
-    ) -> Result<Vec<Option<TaskTarget>>> {
+    ) -> Result<(Vec<Option<TaskTarget>>, u64)> {
         let meta_error = |e: armorlake_meta::Error| DataFusionError::External(Box::new(e));
         let nodes = self.meta.nodes().await.map_err(meta_error)?;
         let partitions = self.meta.partitions().await.map_err(meta_error)?;
@@ -205,7 +226,12 @@ impl ClusterTable {
             }
         });
         let slots = futures::future::try_join_all(slots).await?;
-        Ok(slots)
+        let rows = slots
+            .iter()
+            .flatten()
+            .map(|target| reported_rows(range, &partitions, self.table, &target.node))
+            .sum();
+        Ok((slots, rows))
     }
 }
 
@@ -239,7 +265,7 @@ impl TableProvider for ClusterTable {
             .get::<ArmorlakeOptions>()
             .is_some_and(|o| o.allow_partial_results);
         let range = TimeRange::of(filters);
-        let slots = self.slots(range, allow_partial).await?;
+        let (slots, rows) = self.slots(range, allow_partial).await?;
         let reached = slots
             .iter()
             .flatten()
@@ -270,9 +296,20 @@ impl TableProvider for ClusterTable {
                 tasks,
                 state.config().target_partitions(),
             )?
-            .with_query_id(query_id),
+            .with_query_id(query_id)
+            .with_estimated_rows(rows),
         ))
     }
+}
+
+/// The rows of `table` that `operator` reported in partitions overlapping `range`.
+fn reported_rows(range: TimeRange, partitions: &[Partition], table: Table, operator: &str) -> u64 {
+    partitions
+        .iter()
+        .filter(|p| p.table == table && p.operator == operator)
+        .filter(|p| range.overlaps(p.min_micros, p.max_micros))
+        .map(|p| p.rows)
+        .sum()
 }
 
 /// Whether a cluster whose reported partitions are `held` may have rows in `range`. Rows

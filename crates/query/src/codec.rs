@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use armorlake_common::Table;
+use arrow::datatypes::Schema;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::DefaultLogicalExtensionCodec;
 use datafusion_proto::logical_plan::from_proto::parse_exprs;
 use datafusion_proto::logical_plan::to_proto::serialize_exprs;
+use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use datafusion_proto::protobuf::LogicalExprNode;
 use prost::Message;
@@ -20,7 +22,7 @@ use crate::scan::{OperatorScanExec, TaskTarget};
 /// One of armorlake's nodes on the wire.
 #[derive(Clone, PartialEq, Message)]
 struct NodeProto {
-    #[prost(oneof = "Node", tags = "1, 2")]
+    #[prost(oneof = "Node", tags = "1, 2, 3")]
     node: Option<Node>,
 }
 
@@ -30,6 +32,11 @@ enum Node {
     Scan(ScanProto),
     #[prost(message, tag = "2")]
     CountByText(CountByTextProto),
+    /// A `CountByTextExec` with a condition on its groups. A tag of its own, so that a
+    /// process that does not know the condition fails to decode it rather than count rows
+    /// the condition rejects.
+    #[prost(message, tag = "3")]
+    CountByTextKeeping(CountByTextProto),
 }
 
 /// [`CountByTextExec`] on the wire (its input is the node's one child).
@@ -41,6 +48,9 @@ struct CountByTextProto {
     counts: Vec<CountProto>,
     #[prost(message, optional, tag = "3")]
     schema: Option<datafusion_proto::protobuf::Schema>,
+    /// The condition on the groups, over a batch of the group column alone.
+    #[prost(message, optional, tag = "4")]
+    keep: Option<datafusion_proto::protobuf::PhysicalExprNode>,
 }
 
 /// One count: of a column's non-null values, or (no column) of rows.
@@ -107,7 +117,7 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
         let proto = NodeProto::decode(buf).map_err(|e| codec_error("decoding a node", e))?;
         match proto.node {
             Some(Node::Scan(scan)) if inputs.is_empty() => decode_scan(scan, ctx),
-            Some(Node::CountByText(count)) => {
+            Some(Node::CountByText(count) | Node::CountByTextKeeping(count)) => {
                 let [input] = inputs else {
                     return Err(codec_error("decoding CountByTextExec", "it has one input"));
                 };
@@ -115,20 +125,29 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
                     .schema
                     .as_ref()
                     .ok_or_else(|| codec_error("decoding CountByTextExec", "no schema"))?;
-                let schema = arrow::datatypes::Schema::try_from(schema)
+                let schema = Schema::try_from(schema)
                     .map_err(|e| codec_error("decoding CountByTextExec's schema", e))?;
                 let counts = count
                     .counts
                     .iter()
                     .map(|c| c.column.map(|c| c as usize))
                     .collect();
+                let groups = Schema::new(vec![schema.field(0).clone()]);
+                let keep = count
+                    .keep
+                    .as_ref()
+                    .map(|keep| parse_physical_expr(keep, ctx, &groups, self))
+                    .transpose()?;
                 let exec = CountByTextExec::try_new(
                     Arc::clone(input),
                     count.group as usize,
                     counts,
                     Arc::new(schema),
                 )?;
-                Ok(Arc::new(exec))
+                Ok(Arc::new(match keep {
+                    Some(keep) => exec.keeping(keep),
+                    None => exec,
+                }))
             }
             Some(Node::Scan(_)) => {
                 Err(codec_error("decoding OperatorScanExec", "it has no inputs"))
@@ -141,14 +160,18 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
         &self,
         node: Arc<dyn ExecutionPlan>,
         buf: &mut Vec<u8>,
-        _proto_converter: &dyn PhysicalProtoConverterExtension,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
         let node = if let Some(scan) = node.downcast_ref::<OperatorScanExec>() {
             Node::Scan(encode_scan(scan)?)
         } else if let Some(count) = node.downcast_ref::<CountByTextExec>() {
             let schema = datafusion_proto::protobuf::Schema::try_from(count.schema().as_ref())
                 .map_err(|e| codec_error("encoding CountByTextExec's schema", e))?;
-            Node::CountByText(CountByTextProto {
+            let keep = count
+                .keep()
+                .map(|keep| proto_converter.physical_expr_to_proto(keep, self))
+                .transpose()?;
+            let proto = CountByTextProto {
                 group: count.group() as u32,
                 counts: count
                     .counts()
@@ -158,7 +181,12 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
                     })
                     .collect(),
                 schema: Some(schema),
-            })
+                keep,
+            };
+            match proto.keep {
+                Some(_) => Node::CountByTextKeeping(proto),
+                None => Node::CountByText(proto),
+            }
         } else {
             return Err(codec_error(
                 "encoding",

@@ -19,7 +19,8 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringViewBuilder};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::compute::{filter_record_batch, prep_null_mask_filter};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
@@ -27,10 +28,13 @@ use datafusion::config::ConfigOptions;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr_common::physical_expr::{fmt_sql, is_volatile};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -92,6 +96,10 @@ pub struct CountByTextExec {
     group: usize,
     /// Per count, the input column whose non-null values it counts; `None` counts rows.
     counts: Vec<Option<usize>>,
+    /// A condition on the group's value (over a batch of the groups alone: the group is
+    /// column 0) that rows must meet: a filter below the aggregate that looks at nothing
+    /// else, taken in, so that it is decided once per group instead of once per row.
+    keep: Option<Arc<dyn PhysicalExpr>>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -133,13 +141,22 @@ impl CountByTextExec {
             input,
             group,
             counts,
+            keep: None,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 
+    /// The same node, counting only the rows whose group meets `keep` (an expression over
+    /// a batch holding the groups alone, as column 0).
+    pub fn keeping(mut self, keep: Arc<dyn PhysicalExpr>) -> CountByTextExec {
+        self.keep = Some(keep);
+        self
+    }
+
     /// The node that does `aggregate`'s work, if `aggregate` is a partial aggregate grouping
-    /// by one `Utf8View` column and counting only.
+    /// by one `Utf8View` column and counting only. A filter below it on the group alone is
+    /// taken in.
     fn replacing(aggregate: &AggregateExec) -> Result<Option<CountByTextExec>> {
         let group_by = aggregate.group_expr();
         let shaped = *aggregate.mode() == AggregateMode::Partial
@@ -172,13 +189,15 @@ impl CountByTextExec {
                 _ => return Ok(None),
             }
         }
-        CountByTextExec::try_new(
-            Arc::clone(aggregate.input()),
-            group.index(),
-            counts,
-            aggregate.schema(),
-        )
-        .map(Some)
+        let (input, keep) = match on_group_alone(aggregate.input(), group.index())? {
+            Some((input, keep)) => (input, Some(keep)),
+            None => (Arc::clone(aggregate.input()), None),
+        };
+        let exec = CountByTextExec::try_new(input, group.index(), counts, aggregate.schema())?;
+        Ok(Some(match keep {
+            Some(keep) => exec.keeping(keep),
+            None => exec,
+        }))
     }
 
     /// The input column grouped by.
@@ -190,6 +209,41 @@ impl CountByTextExec {
     pub fn counts(&self) -> &[Option<usize>] {
         &self.counts
     }
+
+    /// The condition on the group's value that counted rows meet, if any (over a batch of
+    /// the groups alone).
+    pub fn keep(&self) -> Option<&Arc<dyn PhysicalExpr>> {
+        self.keep.as_ref()
+    }
+}
+
+/// When `input` is a filter whose condition looks at input column `group` alone (and
+/// calls nothing volatile), the filter's input and the condition rewritten over a batch
+/// holding that column alone. Which rows a group's counts cover is then decided by its
+/// value: a group the condition rejects is dropped whole.
+fn on_group_alone(
+    input: &Arc<dyn ExecutionPlan>,
+    group: usize,
+) -> Result<Option<(Arc<dyn ExecutionPlan>, Arc<dyn PhysicalExpr>)>> {
+    let Some(filter) = input.downcast_ref::<FilterExec>() else {
+        return Ok(None);
+    };
+    let predicate = filter.predicate();
+    let columns = collect_columns(predicate);
+    let alone = !columns.is_empty() && columns.iter().all(|c| c.index() == group);
+    if !alone || filter.projection().is_some() || filter.fetch().is_some() || is_volatile(predicate)
+    {
+        return Ok(None);
+    }
+    let keep = Arc::clone(predicate)
+        .transform(|e| match e.downcast_ref::<Column>() {
+            Some(c) => Ok(Transformed::yes(
+                Arc::new(Column::new(c.name(), 0)) as Arc<dyn PhysicalExpr>
+            )),
+            None => Ok(Transformed::no(e)),
+        })?
+        .data;
+    Ok(Some((Arc::clone(filter.input()), keep)))
 }
 
 /// What a count's argument counts: `Some(Some(column))` a column's non-null values,
@@ -210,13 +264,17 @@ impl DisplayAs for CountByTextExec {
             .map(|f| f.name().as_str())
             .collect();
         match t {
-            DisplayFormatType::TreeRender => write!(f, "group={}", schema.field(0).name()),
+            DisplayFormatType::TreeRender => write!(f, "group={}", schema.field(0).name())?,
             DisplayFormatType::Default | DisplayFormatType::Verbose => write!(
                 f,
                 "CountByTextExec: group={}, counts=[{}]",
                 schema.field(0).name(),
                 counts.join(", ")
-            ),
+            )?,
+        }
+        match &self.keep {
+            Some(keep) => write!(f, ", keep={}", fmt_sql(keep.as_ref())),
+            None => Ok(()),
         }
     }
 }
@@ -236,9 +294,12 @@ impl ExecutionPlan for CountByTextExec {
 
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
+        match &self.keep {
+            Some(keep) => f(keep),
+            None => Ok(TreeNodeRecursion::Continue),
+        }
     }
 
     fn with_new_children(
@@ -251,12 +312,13 @@ impl ExecutionPlan for CountByTextExec {
                 children.len()
             )));
         };
-        let exec = CountByTextExec::try_new(
+        let mut exec = CountByTextExec::try_new(
             Arc::clone(input),
             self.group,
             self.counts.clone(),
             self.schema(),
         )?;
+        exec.keep = self.keep.clone();
         Ok(Arc::new(exec))
     }
 
@@ -272,7 +334,13 @@ impl ExecutionPlan for CountByTextExec {
         let input = self.input.execute(partition, Arc::clone(&context))?;
         let reservation = MemoryConsumer::new(format!("CountByTextExec[{partition}]"))
             .register(context.memory_pool());
-        let counter = Counter::new(self.group, self.counts.clone(), self.schema(), reservation);
+        let counter = Counter::new(
+            self.group,
+            self.counts.clone(),
+            self.keep.clone(),
+            self.schema(),
+            reservation,
+        );
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let state = (input, counter, baseline, false);
         let batches = futures::stream::try_unfold(
@@ -328,6 +396,8 @@ fn recent_slot(view: u128) -> usize {
 struct Counter {
     group: usize,
     counts: Vec<Option<usize>>,
+    /// Which groups are sent on (see [`CountByTextExec::keep`]).
+    keep: Option<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
     /// Every group's text, end to end: group `g` is `text[ends[g - 1]..ends[g]]`.
     text: String,
@@ -354,6 +424,7 @@ impl Counter {
     fn new(
         group: usize,
         counts: Vec<Option<usize>>,
+        keep: Option<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
         reservation: MemoryReservation,
     ) -> Counter {
@@ -361,6 +432,7 @@ impl Counter {
         Counter {
             group,
             counts,
+            keep,
             schema,
             text: String::new(),
             ends: Vec::new(),
@@ -524,7 +596,21 @@ impl Counter {
         self.ids = HashTable::new();
         self.null = None;
         self.reservation.resize(self.memory());
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+        let out = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        let Some(keep) = &self.keep else {
+            return Ok(out);
+        };
+        let groups = Schema::new(vec![self.schema.field(0).clone()]);
+        let groups = RecordBatch::try_new(Arc::new(groups), vec![Arc::clone(out.column(0))])?;
+        let kept = keep.evaluate(&groups)?.into_array(groups.num_rows())?;
+        let kept = kept.as_boolean_opt().ok_or_else(|| {
+            DataFusionError::Internal("CountByTextExec: its condition is not a Boolean".into())
+        })?;
+        let kept = match kept.null_count() {
+            0 => kept.clone(),
+            _ => prep_null_mask_filter(kept),
+        };
+        Ok(filter_record_batch(&out, &kept)?)
     }
 }
 
@@ -622,6 +708,9 @@ mod tests {
             "SELECT t, count(*) AS n, count(c) AS m, count(t) AS k FROM e GROUP BY t ORDER BY t",
             "SELECT count(DISTINCT t) AS d FROM e",
             "SELECT t, count(*) FROM e WHERE c IS NULL GROUP BY t ORDER BY 2 DESC, t LIMIT 5",
+            // Conditions on the group alone are taken in (below).
+            "SELECT t, count(*) AS n, count(c) AS m FROM e WHERE t <> 'v0' GROUP BY t ORDER BY t",
+            "SELECT count(DISTINCT t) AS d FROM e WHERE t LIKE 'a%' OR t IS NULL",
         ];
         for sql in queries {
             // Few groups, and more than a partition holds before it emits.
@@ -634,8 +723,29 @@ mod tests {
                     .filter(|l| l.contains("mode=Partial"))
                     .any(|l| !l.contains("gby=[]"));
                 assert!(!grouped, "{sql}:\n{plan}");
+                let on_group = sql.contains("WHERE t ");
+                assert_eq!(plan.contains("keep="), on_group, "{sql}:\n{plan}");
+                assert!(!on_group || !plan.contains("FilterExec"), "{sql}:\n{plan}");
                 assert_eq!(with, without, "{sql} over {distinct} values");
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn conditions_on_more_than_the_group_stay_filters() {
+        let queries = [
+            "SELECT t, count(*) FROM e WHERE t <> c GROUP BY t ORDER BY t",
+            "SELECT t, count(*) FROM e WHERE t <> 'v0' AND random() < 2 GROUP BY t ORDER BY t",
+        ];
+        for sql in queries {
+            let (with, without, plan) = both(sql, 30_000, 40).await;
+            assert!(
+                plan.contains("CountByTextExec")
+                    && plan.contains("FilterExec")
+                    && !plan.contains("keep="),
+                "{sql}:\n{plan}"
+            );
+            assert_eq!(with, without, "{sql}");
         }
     }
 
@@ -720,9 +830,10 @@ mod tests {
     #[tokio::test]
     async fn the_node_crosses_the_wire_intact() {
         let ctx = context(true);
-        ctx.register_table("e", Arc::new(table(3000, 10, 1)))
+        ctx.register_table("e", Arc::new(table(3000, 10, 3)))
             .unwrap();
-        let sql = "SELECT t, count(*) AS n, count(c) AS m FROM e GROUP BY t ORDER BY t";
+        let sql = "SELECT t, count(*) AS n, count(c) AS m FROM e WHERE t <> 'v2' GROUP BY t \
+                   ORDER BY t";
         let plan = ctx.sql(sql).await.unwrap();
         let plan = plan.create_physical_plan().await.unwrap();
         let mut node = None;
@@ -743,6 +854,7 @@ mod tests {
                 .unwrap();
         let back = back.downcast_ref::<CountByTextExec>().expect("decoded");
         assert_eq!(back.schema(), node.schema());
+        assert!(back.keep().is_some());
         assert_eq!(
             displayable(back).indent(true).to_string(),
             displayable(node.as_ref()).indent(true).to_string()

@@ -12,8 +12,13 @@
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{ArrayRef, AsArray, RecordBatchOptions};
-use arrow::datatypes::DataType;
+use arrow::array::ArrayBuilder;
+use arrow::array::{
+    Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatchOptions, StringBuilder,
+    StringViewArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
@@ -57,12 +62,15 @@ use datafusion::prelude::SessionConfig;
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
 };
+use foldhash::fast::FixedState;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use hashbrown::HashMap;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use url::Url;
 
+use crate::cluster::ArmorlakeOptions;
 use crate::codec::ArmorlakeCodec;
 use crate::count_by_text::CountByTextExec;
 use crate::scan::{LocalOperator, OperatorScanExec, TaskTarget};
@@ -81,6 +89,10 @@ struct FragmentTicket {
     /// Bytes of memory; absent: no limit.
     #[prost(uint64, optional, tag = "2")]
     memory_limit: Option<u64>,
+    /// The query node takes text as dictionaries (see [`text_as_dictionaries`]). An
+    /// operator that does not know the field sends views, which it takes too.
+    #[prost(bool, tag = "3")]
+    dictionaries: bool,
 }
 
 /// Replaces a plan whose scans all read one remote operator with an [`OperatorPlanExec`]
@@ -150,7 +162,10 @@ impl PhysicalOptimizerRule for RunOnOneOperator {
 /// operator, and no stage anywhere.
 ///
 /// It applies when every scan's stretch filters, aggregates or limits, so what crosses the
-/// network is already reduced. A plan that moves raw rows (a join of whole tables) is left to
+/// network is already reduced, or else reads few rows: at most `armorlake.gather_raw_rows_limit`
+/// by the partitions the operators reported, such as the small side of a join whose other
+/// side is aggregated. Those rows would cross the network anyway, shuffled between the
+/// operators. A plan that moves more raw rows (a join of whole big tables) is left to
 /// datafusion-distributed, which also runs the join on the operators. All or nothing: a
 /// worker could not run a stage holding an [`OperatorPlanExec`]. (The distributed planner
 /// leaves a plan whose leaves are all `OperatorPlanExec`s on the query node; its "children
@@ -168,9 +183,16 @@ impl GatherFromOperators {
 
     /// `node` with the stretch over each of its scans sent to the operators, or `None` when
     /// one of them cannot be.
-    fn gather(&self, node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    fn gather(
+        &self,
+        node: &Arc<dyn ExecutionPlan>,
+        raw_rows_limit: u64,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         if let Some((scan, reduces)) = stretch_scan(node) {
-            return match reduces {
+            let few = scan
+                .estimated_rows
+                .is_some_and(|rows| rows <= raw_rows_limit);
+            return match reduces || few {
                 true => self.scatter(node, scan),
                 false => Ok(None),
             };
@@ -181,7 +203,7 @@ impl GatherFromOperators {
         }
         let mut gathered = Vec::with_capacity(children.len());
         for child in children {
-            match self.gather(child)? {
+            match self.gather(child, raw_rows_limit)? {
                 Some(child) => gathered.push(child),
                 None => return Ok(None),
             }
@@ -235,12 +257,18 @@ impl PhysicalOptimizerRule for GatherFromOperators {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
+        config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         if plan.downcast_ref::<AnalyzeExec>().is_some() || !reads_remote_operators(&plan)? {
             return Ok(plan);
         }
-        Ok(self.gather(&plan)?.unwrap_or(plan))
+        let raw_rows_limit = config
+            .extensions
+            .get::<ArmorlakeOptions>()
+            .map_or(ArmorlakeOptions::default().gather_raw_rows_limit, |o| {
+                o.gather_raw_rows_limit
+            });
+        Ok(self.gather(&plan, raw_rows_limit)?.unwrap_or(plan))
     }
 
     fn name(&self) -> &str {
@@ -501,6 +529,7 @@ impl OperatorPlanExec {
         let ticket = FragmentTicket {
             plan: fragment.encoded.clone(),
             memory_limit,
+            dictionaries: true,
         };
         let ticket = Ticket {
             ticket: ticket.encode_to_vec().into(),
@@ -618,15 +647,23 @@ impl ExecutionPlan for OperatorPlanExec {
         let batches = batches.map(move |batch| {
             let batch = batch?;
             baseline.record_output(batch.num_rows());
-            // The declared schema (the wire keeps types, not field metadata), and the row
-            // count, which a batch without columns has only there.
+            // The declared schema (the wire keeps types, not field metadata; text may come
+            // as dictionaries), and the row count, which a batch without columns has only
+            // there.
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(declared.fields())
+                .map(
+                    |(column, field)| match column.data_type() == field.data_type() {
+                        true => Ok(Arc::clone(column)),
+                        false => cast(column, field.data_type()),
+                    },
+                )
+                .collect::<Result<Vec<_>, _>>()?;
             let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-            RecordBatch::try_new_with_options(
-                Arc::clone(&declared),
-                batch.columns().to_vec(),
-                &options,
-            )
-            .map_err(DataFusionError::from)
+            RecordBatch::try_new_with_options(Arc::clone(&declared), columns, &options)
+                .map_err(DataFusionError::from)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
@@ -709,10 +746,26 @@ impl FragmentService {
             Some(bytes) => self.limited_to(bytes as usize).map_err(fragment_status)?,
             None => Arc::clone(&self.ctx),
         };
-        let schema = plan.schema();
+        let dictionaries = ticket.dictionaries;
+        let schema = match dictionaries {
+            true => Arc::new(Schema::new(
+                plan.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_data_type(wire_type(f.data_type())))
+                    .collect::<Vec<_>>(),
+            )),
+            false => plan.schema(),
+        };
+        let wire = Arc::clone(&schema);
         let batches = execute_stream(plan, ctx)
             .map_err(fragment_status)?
-            .and_then(|batch| std::future::ready(compact_views(batch)))
+            .and_then(move |batch| {
+                std::future::ready(match dictionaries {
+                    true => text_as_dictionaries(batch, &wire),
+                    false => compact_views(batch),
+                })
+            })
             .map_err(|e| FlightError::ExternalError(Box::new(e)));
         let data = FlightDataEncoderBuilder::new()
             .with_schema(schema)
@@ -729,6 +782,64 @@ impl FragmentService {
     }
 }
 
+/// How a column of `data_type` crosses the network when the query node takes dictionaries:
+/// text as a dictionary, anything else as it is.
+fn wire_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View => {
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+        }
+        other => other.clone(),
+    }
+}
+
+/// `batch` as `schema` has it: its text columns as dictionaries of the distinct views.
+///
+/// Text read from a dictionary-encoded Parquet page is a view array whose rows of one value
+/// share one view, pointing into the whole page. As views, every row would cross the network
+/// with its own copy of its text (after [`compact_views`]); as a dictionary, a value crosses
+/// once per batch and a row is a 4-byte key. The query node turns the dictionary back into
+/// views, each value's view shared by its rows, as they were on the operator.
+fn text_as_dictionaries(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let (_, columns, rows) = batch.into_parts();
+    let columns = columns
+        .into_iter()
+        .map(|c| match c.as_string_view_opt() {
+            Some(text) => Arc::new(dictionary_by_view(text)) as ArrayRef,
+            None => compact(c),
+        })
+        .collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}
+
+/// `text` as a dictionary with one value per distinct view (two views holding the same
+/// text, from different pages, give two equal values, which a dictionary allows).
+fn dictionary_by_view(text: &StringViewArray) -> DictionaryArray<Int32Type> {
+    let mut ids: HashMap<u128, i32, FixedState> = HashMap::default();
+    let mut values = StringBuilder::new();
+    let keys: Vec<i32> = text
+        .views()
+        .iter()
+        .enumerate()
+        .map(|(row, &view)| {
+            if text.is_null(row) {
+                return 0;
+            }
+            *ids.entry(view).or_insert_with(|| {
+                values.append_value(text.value(row));
+                values.len() as i32 - 1
+            })
+        })
+        .collect();
+    let keys = Int32Array::new(keys.into(), text.nulls().cloned());
+    DictionaryArray::new(keys, Arc::new(values.finish()))
+}
+
 /// `batch` with its view arrays holding only the bytes they point at. Text read from
 /// Parquet points into whole pages, which would otherwise all cross the network.
 fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
@@ -737,18 +848,20 @@ fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
         return Ok(batch);
     }
     let (schema, columns, rows) = batch.into_parts();
-    let columns = columns
-        .into_iter()
-        .map(|c| match c.data_type() {
-            DataType::Utf8View => Arc::new(c.as_string_view().gc()) as ArrayRef,
-            DataType::BinaryView => Arc::new(c.as_binary_view().gc()) as ArrayRef,
-            _ => c,
-        })
-        .collect();
+    let columns = columns.into_iter().map(compact).collect();
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(
         schema, columns, &options,
     )?)
+}
+
+/// `column`, a view array holding only the bytes it points at.
+fn compact(column: ArrayRef) -> ArrayRef {
+    match column.data_type() {
+        DataType::Utf8View => Arc::new(column.as_string_view().gc()),
+        DataType::BinaryView => Arc::new(column.as_binary_view().gc()),
+        _ => column,
+    }
 }
 
 /// A fragment's error as a gRPC status: running out of memory stays recognisable.
@@ -1074,6 +1187,84 @@ mod tests {
         assert_eq!(gather(mixed), None);
         // The operator in this process (`up`) reads its own rows.
         assert_eq!(gather(limited(scan(vec![target("b", false)]))), None);
+    }
+
+    #[test]
+    fn raw_rows_are_gathered_when_the_operators_reported_few() {
+        let raw = |rows: Option<u64>| {
+            let scan = OperatorScanExec::new(
+                Table::Logs,
+                None,
+                vec![],
+                None,
+                vec![target("a", true), target("b", true)],
+                2,
+            )
+            .unwrap();
+            let scan = match rows {
+                Some(rows) => scan.with_estimated_rows(rows),
+                None => scan,
+            };
+            Arc::new(CoalescePartitionsExec::new(Arc::new(scan))) as Arc<dyn ExecutionPlan>
+        };
+        let sent = vec![("a-1".to_string(), vec![1]), ("b-1".to_string(), vec![1])];
+        let limit = ArmorlakeOptions::default().gather_raw_rows_limit;
+        assert_eq!(gather(raw(Some(limit))), Some(sent));
+        assert_eq!(gather(raw(Some(limit + 1))), None);
+        assert_eq!(
+            gather(raw(None)),
+            None,
+            "unknown: left to the distributed planner"
+        );
+        // The setting moves the limit.
+        let rule = GatherFromOperators::new(WorkerChannels::new(ClusterSecurity::none()));
+        let mut config = ConfigOptions::default();
+        config.extensions.insert(ArmorlakeOptions::default());
+        config.set("armorlake.gather_raw_rows_limit", "10").unwrap();
+        let plan = rule.optimize(raw(Some(11)), &config).unwrap();
+        assert_eq!(plan.children()[0].name(), "OperatorScanExec");
+        let plan = rule.optimize(raw(Some(10)), &config).unwrap();
+        assert_eq!(plan.children()[0].name(), "OperatorPlanExec");
+    }
+
+    #[test]
+    fn text_crosses_as_a_dictionary_of_its_views_and_comes_back_the_same() {
+        use arrow::array::{StringViewArray, UInt32Array};
+        use arrow::compute::take;
+        use arrow::datatypes::Field;
+
+        // Rows sharing views, as read from a dictionary page: short (inline) and long
+        // values, nulls, and a value repeated under a second view.
+        let values = StringViewArray::from(vec![
+            Some("v0"),
+            Some("a value longer than twelve bytes"),
+            Some("v1"),
+            Some("a value longer than twelve bytes"),
+        ]);
+        let picks: UInt32Array = (0..1000u32)
+            .map(|i| (i % 7 != 3).then_some(i % 4))
+            .collect();
+        let text = take(&values, &picks, None).unwrap();
+        let n: ArrayRef = Arc::new(Int32Array::from_iter_values(0..1000));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("t", DataType::Utf8View, true),
+            Field::new("n", DataType::Int32, false),
+        ]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![text, n]).unwrap();
+        let wire = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_data_type(wire_type(f.data_type())))
+                .collect::<Vec<_>>(),
+        ));
+        let sent = text_as_dictionaries(batch.clone(), &wire).unwrap();
+        let dictionary = sent.column(0).as_dictionary::<Int32Type>();
+        assert_eq!(dictionary.values().len(), 4, "one value per distinct view");
+        assert_eq!(dictionary.null_count(), batch.column(0).null_count());
+        assert_eq!(sent.column(1), batch.column(1));
+        let back = cast(sent.column(0), &DataType::Utf8View).unwrap();
+        assert_eq!(back.as_ref(), batch.column(0).as_ref());
     }
 
     #[test]

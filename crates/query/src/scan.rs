@@ -82,6 +82,9 @@ pub struct OperatorScanExec {
     /// The query this scan belongs to (a W3C trace id; empty when unknown), logged where
     /// the scan runs.
     pub(crate) query_id: String,
+    /// How many rows the tasks' operators reported holding in the scan's time range, when
+    /// the planner knew (on the query node; not carried to the operators).
+    pub(crate) estimated_rows: Option<u64>,
     properties: Arc<PlanProperties>,
     /// The local scan, built by the first partition executed.
     local_plan: Arc<OnceCell<Arc<dyn ExecutionPlan>>>,
@@ -119,6 +122,7 @@ impl OperatorScanExec {
             tasks,
             partitions,
             query_id: String::new(),
+            estimated_rows: None,
             properties,
             local_plan: Arc::new(OnceCell::new()),
             metrics: ExecutionPlanMetricsSet::new(),
@@ -156,12 +160,21 @@ impl OperatorScanExec {
             tasks,
             self.partitions,
         )
-        .map(|scan| scan.with_query_id(self.query_id.clone()))
+        .map(|scan| OperatorScanExec {
+            estimated_rows: self.estimated_rows,
+            ..scan.with_query_id(self.query_id.clone())
+        })
     }
 
     /// The same scan, tagged with the query it belongs to.
     pub fn with_query_id(mut self, query_id: String) -> OperatorScanExec {
         self.query_id = query_id;
+        self
+    }
+
+    /// The same scan, estimated to read `rows` rows.
+    pub fn with_estimated_rows(mut self, rows: u64) -> OperatorScanExec {
+        self.estimated_rows = Some(rows);
         self
     }
 
