@@ -189,9 +189,11 @@ impl CountByTextExec {
                 _ => return Ok(None),
             }
         }
-        let (input, keep) = match on_group_alone(aggregate.input(), group.index())? {
-            Some((input, keep)) => (input, Some(keep)),
-            None => (Arc::clone(aggregate.input()), None),
+        let input = aggregate.input();
+        let (input, keep) = match condition_on_group(input, group.index())? {
+            // Below the filter, whose condition the node takes in.
+            Some(keep) => (Arc::clone(input.children()[0]), Some(keep)),
+            None => (Arc::clone(input), None),
         };
         let exec = CountByTextExec::try_new(input, group.index(), counts, aggregate.schema())?;
         Ok(Some(match keep {
@@ -218,13 +220,13 @@ impl CountByTextExec {
 }
 
 /// When `input` is a filter whose condition looks at input column `group` alone (and
-/// calls nothing volatile), the filter's input and the condition rewritten over a batch
-/// holding that column alone. Which rows a group's counts cover is then decided by its
-/// value: a group the condition rejects is dropped whole.
-fn on_group_alone(
+/// calls nothing volatile), that condition rewritten over a batch holding that column
+/// alone. Which rows a group's counts cover is then decided by its value: a group the
+/// condition rejects is dropped whole.
+fn condition_on_group(
     input: &Arc<dyn ExecutionPlan>,
     group: usize,
-) -> Result<Option<(Arc<dyn ExecutionPlan>, Arc<dyn PhysicalExpr>)>> {
+) -> Result<Option<Arc<dyn PhysicalExpr>>> {
     let Some(filter) = input.downcast_ref::<FilterExec>() else {
         return Ok(None);
     };
@@ -243,7 +245,7 @@ fn on_group_alone(
             None => Ok(Transformed::no(e)),
         })?
         .data;
-    Ok(Some((Arc::clone(filter.input()), keep)))
+    Ok(Some(keep))
 }
 
 /// What a count's argument counts: `Some(Some(column))` a column's non-null values,
