@@ -162,12 +162,13 @@ impl ClusterTable {
 
     /// For every operator cluster, in order: who serves it, or nothing when its
     /// partitions rule out `range`; and how many rows the members chosen reported in
-    /// `range` (rows that arrived since their last heartbeat are not counted).
+    /// `range` (rows that arrived since their last heartbeat, a second at most, are not
+    /// counted), unknown when one of them reported no partition of the table at all.
     async fn slots(
         &self,
         range: TimeRange,
         allow_partial: bool,
-    ) -> Result<(Vec<Option<TaskTarget>>, u64)> {
+    ) -> Result<(Vec<Option<TaskTarget>>, Option<u64>)> {
         let meta_error = |e: armorlake_meta::Error| DataFusionError::External(Box::new(e));
         let nodes = self.meta.nodes().await.map_err(meta_error)?;
         let partitions = self.meta.partitions().await.map_err(meta_error)?;
@@ -265,7 +266,7 @@ impl TableProvider for ClusterTable {
             .get::<ArmorlakeOptions>()
             .is_some_and(|o| o.allow_partial_results);
         let range = TimeRange::of(filters);
-        let (slots, rows) = self.slots(range, allow_partial).await?;
+        let (slots, estimated_rows) = self.slots(range, allow_partial).await?;
         let reached = slots
             .iter()
             .flatten()
@@ -287,29 +288,41 @@ impl TableProvider for ClusterTable {
         }
         let tasks = slots.into_iter().map(|s| s.into_iter().collect()).collect();
         let tasks = crate::distribute::pad_lone_remote_slot(tasks);
-        Ok(Arc::new(
-            OperatorScanExec::new(
-                self.table,
-                projection.cloned(),
-                filters.to_vec(),
-                limit,
-                tasks,
-                state.config().target_partitions(),
-            )?
-            .with_query_id(query_id)
-            .with_estimated_rows(rows),
-        ))
+        let scan = OperatorScanExec::new(
+            self.table,
+            projection.cloned(),
+            filters.to_vec(),
+            limit,
+            tasks,
+            state.config().target_partitions(),
+        )?
+        .with_query_id(query_id);
+        Ok(Arc::new(match estimated_rows {
+            Some(rows) => scan.with_estimated_rows(rows),
+            None => scan,
+        }))
     }
 }
 
-/// The rows of `table` that `operator` reported in partitions overlapping `range`.
-fn reported_rows(range: TimeRange, partitions: &[Partition], table: Table, operator: &str) -> u64 {
-    partitions
+/// The rows of `table` that `operator` reported in partitions overlapping `range`; `None`
+/// when it reported no partition of the table (it may not have reported yet).
+fn reported_rows(
+    range: TimeRange,
+    partitions: &[Partition],
+    table: Table,
+    operator: &str,
+) -> Option<u64> {
+    let mut reported = partitions
         .iter()
         .filter(|p| p.table == table && p.operator == operator)
-        .filter(|p| range.overlaps(p.min_micros, p.max_micros))
-        .map(|p| p.rows)
-        .sum()
+        .peekable();
+    reported.peek()?;
+    Some(
+        reported
+            .filter(|p| range.overlaps(p.min_micros, p.max_micros))
+            .map(|p| p.rows)
+            .sum(),
+    )
 }
 
 /// Whether a cluster whose reported partitions are `held` may have rows in `range`. Rows
@@ -383,5 +396,29 @@ mod tests {
             &held
         ));
         assert!(may_hold(between, &[]));
+    }
+
+    #[test]
+    fn the_rows_a_scan_reads_are_estimated_from_the_reports() {
+        let partitions = [partition(0, 99), partition(200, 299), partition(300, 399)];
+        let range = TimeRange {
+            low: 250,
+            high: 1000,
+        };
+        let rows = |operator, table| reported_rows(range, &partitions, table, operator);
+        assert_eq!(rows("a", Table::Alerts), Some(2));
+        assert_eq!(
+            reported_rows(TimeRange::ALL, &partitions, Table::Alerts, "a"),
+            Some(3)
+        );
+        // Nothing reported: unknown, not none.
+        assert_eq!(rows("b", Table::Alerts), None);
+        assert_eq!(rows("a", Table::Logs), None);
+        let settings = ArmorlakeOptions::default();
+        assert_eq!(settings.gather_raw_rows_limit, 1_000_000);
+        let mut o = settings;
+        o.set("gather_raw_rows_limit", " 20 ").unwrap();
+        assert_eq!(o.gather_raw_rows_limit, 20);
+        assert!(o.set("gather_raw_rows_limit", "many").is_err());
     }
 }
