@@ -18,8 +18,10 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringViewBuilder};
-use arrow::compute::{filter_record_batch, prep_null_mask_filter};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, StringViewArray, StringViewBuilder, UInt32Array,
+};
+use arrow::compute::take;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -98,7 +100,8 @@ pub struct CountByTextExec {
     counts: Vec<Option<usize>>,
     /// A condition on the group's value (over a batch of the groups alone: the group is
     /// column 0) that rows must meet: a filter below the aggregate that looks at nothing
-    /// else, taken in, so that it is decided once per group instead of once per row.
+    /// else, taken in, so that it is decided once per distinct value of a batch instead of
+    /// once per row.
     keep: Option<Arc<dyn PhysicalExpr>>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
@@ -398,7 +401,7 @@ fn recent_slot(view: u128) -> usize {
 struct Counter {
     group: usize,
     counts: Vec<Option<usize>>,
-    /// Which groups are sent on (see [`CountByTextExec::keep`]).
+    /// Which rows are counted, by their group's value (see [`CountByTextExec::keep`]).
     keep: Option<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
     /// Every group's text, end to end: group `g` is `text[ends[g - 1]..ends[g]]`.
@@ -411,12 +414,14 @@ struct Counter {
     null: Option<u32>,
     /// Per count, per group (a group gets its zeros when it is made).
     totals: Vec<Vec<i64>>,
-    /// The current batch's views last seen in each slot, with their group ids: most rows
-    /// find their group here, at the cost of a multiply and a comparison.
+    /// The current batch's views last seen in each slot, with their group ids (under a
+    /// condition: their index among the batch's distinct values): most rows find their
+    /// group here, at the cost of a multiply and a comparison.
     recent: Box<[Recent]>,
     /// The current batch's number, for `recent`.
     batch: u32,
-    /// The current batch's group ids by view (where a row not in `recent` looks), and per row.
+    /// The current batch's group ids (or distinct values) by view, where a row not in
+    /// `recent` looks, and per row.
     by_view: HashMap<u128, u32, FixedState>,
     rows: Vec<u32>,
     reservation: MemoryReservation,
@@ -463,21 +468,12 @@ impl Counter {
             .ok_or_else(|| {
                 DataFusionError::Internal("CountByTextExec: the group is not Utf8View".into())
             })?;
+        if self.keep.is_some() {
+            return self.add_kept(batch, column);
+        }
         let views = column.views();
         let nulls = column.logical_nulls();
-        // A view that does not hold its text inline points into this batch's buffers: what
-        // the last batch learned about views does not hold for this one. A slot counts only
-        // for the batch that filled it, so a batch of a few rows costs no clearing.
-        self.batch = match self.batch.checked_add(1) {
-            Some(batch) => batch,
-            None => {
-                self.recent.fill((0, 0, 0));
-                1
-            }
-        };
-        let batch_number = self.batch;
-        self.by_view.clear();
-        self.rows.clear();
+        let batch_number = self.next_batch();
         // `count(*)` alone (the common case) is added up as the rows are grouped; other
         // counts look at each row's group afterwards; `count(DISTINCT t)` only needs the
         // groups.
@@ -519,6 +515,88 @@ impl Counter {
                             totals[g as usize] += i64::from(valid);
                         }
                     }
+                }
+            }
+        }
+        Ok(self.reservation.try_resize(self.memory()).is_ok())
+    }
+
+    /// Starts on a new batch: its number, for [`Counter::recent`].
+    fn next_batch(&mut self) -> u32 {
+        // A view that does not hold its text inline points into this batch's buffers: what
+        // the last batch learned about views does not hold for this one. A slot counts only
+        // for the batch that filled it, so a batch of a few rows costs no clearing.
+        self.batch = match self.batch.checked_add(1) {
+            Some(batch) => batch,
+            None => {
+                self.recent.fill((0, 0, 0));
+                1
+            }
+        };
+        self.by_view.clear();
+        self.rows.clear();
+        self.batch
+    }
+
+    /// [`Counter::add`] under a condition on the group's value. Each row first finds its
+    /// view among the batch's distinct views (as `add` finds its group); the condition is
+    /// then evaluated once over those distinct values, and only the rows of the values it
+    /// keeps are counted, into groups made for those values alone. A rejected value costs
+    /// its rows a view lookup and never makes a group, however many distinct values the
+    /// column has.
+    fn add_kept(&mut self, batch: &RecordBatch, column: &StringViewArray) -> Result<bool> {
+        let nulls = column.logical_nulls();
+        let batch_number = self.next_batch();
+        // The first row of each distinct value, and each row's value among them.
+        let mut firsts: Vec<u32> = Vec::new();
+        let mut null_value = None;
+        for (row, &view) in column.views().iter().enumerate() {
+            let value = if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+                *null_value.get_or_insert_with(|| {
+                    firsts.push(row as u32);
+                    firsts.len() as u32 - 1
+                })
+            } else {
+                let slot = recent_slot(view);
+                match self.recent[slot] {
+                    (seen, value, number) if seen == view && number == batch_number => value,
+                    _ => {
+                        let value = *self.by_view.entry(view).or_insert_with(|| {
+                            firsts.push(row as u32);
+                            firsts.len() as u32 - 1
+                        });
+                        self.recent[slot] = (view, value, batch_number);
+                        value
+                    }
+                }
+            };
+            self.rows.push(value);
+        }
+        let distinct = take(column, &UInt32Array::from(firsts), None)?;
+        let keep = self.keep.as_ref().ok_or_else(|| {
+            DataFusionError::Internal("CountByTextExec: no condition to keep by".into())
+        })?;
+        let values = Schema::new(vec![self.schema.field(0).clone()]);
+        let values = RecordBatch::try_new(Arc::new(values), vec![Arc::clone(&distinct)])?;
+        let kept = keep.evaluate(&values)?.into_array(values.num_rows())?;
+        let kept = kept.as_boolean_opt().ok_or_else(|| {
+            DataFusionError::Internal("CountByTextExec: its condition is not a Boolean".into())
+        })?;
+        let distinct = distinct.as_string_view();
+        let groups: Vec<Option<u32>> = (0..distinct.len())
+            .map(
+                |i| match (kept.is_valid(i) && kept.value(i), distinct.is_null(i)) {
+                    (false, _) => None,
+                    (true, true) => Some(self.null_group()),
+                    (true, false) => Some(self.text_group(distinct.value(i))),
+                },
+            )
+            .collect();
+        for (count, totals) in self.counts.iter().zip(&mut self.totals) {
+            let valid = count.and_then(|c| batch.column(c).logical_nulls());
+            for (row, &value) in self.rows.iter().enumerate() {
+                if let Some(g) = groups[value as usize] {
+                    totals[g as usize] += i64::from(valid.as_ref().is_none_or(|v| v.is_valid(row)));
                 }
             }
         }
@@ -598,21 +676,7 @@ impl Counter {
         self.ids = HashTable::new();
         self.null = None;
         self.reservation.resize(self.memory());
-        let out = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        let Some(keep) = &self.keep else {
-            return Ok(out);
-        };
-        let groups = Schema::new(vec![self.schema.field(0).clone()]);
-        let groups = RecordBatch::try_new(Arc::new(groups), vec![Arc::clone(out.column(0))])?;
-        let kept = keep.evaluate(&groups)?.into_array(groups.num_rows())?;
-        let kept = kept.as_boolean_opt().ok_or_else(|| {
-            DataFusionError::Internal("CountByTextExec: its condition is not a Boolean".into())
-        })?;
-        let kept = match kept.null_count() {
-            0 => kept.clone(),
-            _ => prep_null_mask_filter(kept),
-        };
-        Ok(filter_record_batch(&out, &kept)?)
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
 

@@ -12,10 +12,9 @@
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::ArrayBuilder;
 use arrow::array::{
-    Array, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatchOptions, StringBuilder,
-    StringViewArray,
+    Array, ArrayBuilder, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatchOptions,
+    StringBuilder, StringViewArray,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
