@@ -540,37 +540,44 @@ impl Counter {
 
     /// [`Counter::add`] under a condition on the group's value. Each row first finds its
     /// view among the batch's distinct views (as `add` finds its group); the condition is
-    /// then evaluated once over those distinct values, and only the rows of the values it
-    /// keeps are counted, into groups made for those values alone. A rejected value costs
-    /// its rows a view lookup and never makes a group, however many distinct values the
-    /// column has.
+    /// then evaluated once over those distinct values. Rows are counted per distinct value,
+    /// and the counts of the values it keeps are added to groups made for those values
+    /// alone. A rejected value costs its rows a view lookup and never makes a group,
+    /// however many distinct values the column has.
     fn add_kept(&mut self, batch: &RecordBatch, column: &StringViewArray) -> Result<bool> {
         let nulls = column.logical_nulls();
         let batch_number = self.next_batch();
-        // The first row of each distinct value, and each row's value among them.
+        // The first row of each distinct value, each row's value among them and, for
+        // `count(*)` alone, the rows of each value, counted as they are found.
+        let rows_only = matches!(self.counts[..], [None]);
+        let counting = !self.counts.is_empty() && !rows_only;
         let mut firsts: Vec<u32> = Vec::new();
+        let mut per_value: Vec<i64> = Vec::new();
         let mut null_value = None;
         for (row, &view) in column.views().iter().enumerate() {
+            let first = || {
+                firsts.push(row as u32);
+                per_value.push(0);
+                firsts.len() as u32 - 1
+            };
             let value = if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
-                *null_value.get_or_insert_with(|| {
-                    firsts.push(row as u32);
-                    firsts.len() as u32 - 1
-                })
+                *null_value.get_or_insert_with(first)
             } else {
                 let slot = recent_slot(view);
                 match self.recent[slot] {
                     (seen, value, number) if seen == view && number == batch_number => value,
                     _ => {
-                        let value = *self.by_view.entry(view).or_insert_with(|| {
-                            firsts.push(row as u32);
-                            firsts.len() as u32 - 1
-                        });
+                        let value = *self.by_view.entry(view).or_insert_with(first);
                         self.recent[slot] = (view, value, batch_number);
                         value
                     }
                 }
             };
-            self.rows.push(value);
+            if rows_only {
+                per_value[value as usize] += 1;
+            } else if counting {
+                self.rows.push(value);
+            }
         }
         let distinct = take(column, &UInt32Array::from(firsts), None)?;
         let keep = self.keep.as_ref().ok_or_else(|| {
@@ -583,6 +590,7 @@ impl Counter {
             DataFusionError::Internal("CountByTextExec: its condition is not a Boolean".into())
         })?;
         let distinct = distinct.as_string_view();
+        // Groups only for the values kept.
         let groups: Vec<Option<u32>> = (0..distinct.len())
             .map(
                 |i| match (kept.is_valid(i) && kept.value(i), distinct.is_null(i)) {
@@ -592,11 +600,22 @@ impl Counter {
                 },
             )
             .collect();
-        for (count, totals) in self.counts.iter().zip(&mut self.totals) {
-            let valid = count.and_then(|c| batch.column(c).logical_nulls());
-            for (row, &value) in self.rows.iter().enumerate() {
-                if let Some(g) = groups[value as usize] {
-                    totals[g as usize] += i64::from(valid.as_ref().is_none_or(|v| v.is_valid(row)));
+        for (c, count) in self.counts.iter().enumerate() {
+            if counting {
+                per_value.clear();
+                per_value.resize(groups.len(), 0);
+                match count.and_then(|c| batch.column(c).logical_nulls()) {
+                    None => self.rows.iter().for_each(|&v| per_value[v as usize] += 1),
+                    Some(valid) => {
+                        for (&v, valid) in self.rows.iter().zip(valid.iter()) {
+                            per_value[v as usize] += i64::from(valid);
+                        }
+                    }
+                }
+            }
+            for (group, &n) in groups.iter().zip(&per_value) {
+                if let Some(g) = group {
+                    self.totals[c][*g as usize] += n;
                 }
             }
         }
