@@ -16,7 +16,7 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use datafusion_proto::protobuf::LogicalExprNode;
 use prost::Message;
 
-use crate::count_by_text::CountByTextExec;
+use crate::count_by_text::{CountByTextExec, group_schema};
 use crate::scan::{OperatorScanExec, TaskTarget};
 
 /// One of armorlake's nodes on the wire.
@@ -132,7 +132,7 @@ impl PhysicalExtensionCodec for ArmorlakeCodec {
                     .iter()
                     .map(|c| c.column.map(|c| c as usize))
                     .collect();
-                let groups = Schema::new(vec![schema.field(0).clone()]);
+                let groups = group_schema(&schema);
                 let keep = count
                     .keep
                     .as_ref()

@@ -222,6 +222,12 @@ impl CountByTextExec {
     }
 }
 
+/// The schema a condition on the groups is evaluated over: the group, `schema`'s first
+/// field (of the node's output), alone.
+pub(crate) fn group_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(vec![schema.field(0).clone()]))
+}
+
 /// When `input` is a filter whose condition looks at input column `group` alone (and
 /// calls nothing volatile), that condition rewritten over a batch holding that column
 /// alone. Which rows a group's counts cover is then decided by its value: a group the
@@ -468,8 +474,8 @@ impl Counter {
             .ok_or_else(|| {
                 DataFusionError::Internal("CountByTextExec: the group is not Utf8View".into())
             })?;
-        if self.keep.is_some() {
-            return self.add_kept(batch, column);
+        if let Some(keep) = self.keep.clone() {
+            return self.add_kept(batch, column, &keep);
         }
         let views = column.views();
         let nulls = column.logical_nulls();
@@ -483,22 +489,7 @@ impl Counter {
             let id = if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                 self.null_group()
             } else {
-                let slot = recent_slot(view);
-                match self.recent[slot] {
-                    (seen, id, number) if seen == view && number == batch_number => id,
-                    _ => {
-                        let id = match self.by_view.get(&view) {
-                            Some(&id) => id,
-                            None => {
-                                let id = self.text_group(column.value(row));
-                                self.by_view.insert(view, id);
-                                id
-                            }
-                        };
-                        self.recent[slot] = (view, id, batch_number);
-                        id
-                    }
-                }
+                self.find(view, batch_number, |c| c.text_group(column.value(row)))
             };
             if rows_only {
                 self.totals[0][id as usize] += 1;
@@ -519,6 +510,35 @@ impl Counter {
             }
         }
         Ok(self.reservation.try_resize(self.memory()).is_ok())
+    }
+
+    /// What `view` stands for in the current batch (numbered `batch_number`): its group id,
+    /// or under a condition its index among the batch's distinct values; `new` gives it
+    /// when the batch has not shown the view before.
+    #[inline]
+    fn find(
+        &mut self,
+        view: u128,
+        batch_number: u32,
+        new: impl FnOnce(&mut Counter) -> u32,
+    ) -> u32 {
+        let slot = recent_slot(view);
+        if let (seen, id, number) = self.recent[slot]
+            && seen == view
+            && number == batch_number
+        {
+            return id;
+        }
+        let id = match self.by_view.get(&view) {
+            Some(&id) => id,
+            None => {
+                let id = new(self);
+                self.by_view.insert(view, id);
+                id
+            }
+        };
+        self.recent[slot] = (view, id, batch_number);
+        id
     }
 
     /// Starts on a new batch: its number, for [`Counter::recent`].
@@ -544,7 +564,12 @@ impl Counter {
     /// and the counts of the values it keeps are added to groups made for those values
     /// alone. A rejected value costs its rows a view lookup and never makes a group,
     /// however many distinct values the column has.
-    fn add_kept(&mut self, batch: &RecordBatch, column: &StringViewArray) -> Result<bool> {
+    fn add_kept(
+        &mut self,
+        batch: &RecordBatch,
+        column: &StringViewArray,
+        keep: &Arc<dyn PhysicalExpr>,
+    ) -> Result<bool> {
         let nulls = column.logical_nulls();
         let batch_number = self.next_batch();
         // The first row of each distinct value, each row's value among them and, for
@@ -555,7 +580,7 @@ impl Counter {
         let mut per_value: Vec<i64> = Vec::new();
         let mut null_value = None;
         for (row, &view) in column.views().iter().enumerate() {
-            let first = || {
+            let mut first = || {
                 firsts.push(row as u32);
                 per_value.push(0);
                 firsts.len() as u32 - 1
@@ -563,15 +588,7 @@ impl Counter {
             let value = if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                 *null_value.get_or_insert_with(first)
             } else {
-                let slot = recent_slot(view);
-                match self.recent[slot] {
-                    (seen, value, number) if seen == view && number == batch_number => value,
-                    _ => {
-                        let value = *self.by_view.entry(view).or_insert_with(first);
-                        self.recent[slot] = (view, value, batch_number);
-                        value
-                    }
-                }
+                self.find(view, batch_number, |_| first())
             };
             if rows_only {
                 per_value[value as usize] += 1;
@@ -580,11 +597,7 @@ impl Counter {
             }
         }
         let distinct = take(column, &UInt32Array::from(firsts), None)?;
-        let keep = self.keep.as_ref().ok_or_else(|| {
-            DataFusionError::Internal("CountByTextExec: no condition to keep by".into())
-        })?;
-        let values = Schema::new(vec![self.schema.field(0).clone()]);
-        let values = RecordBatch::try_new(Arc::new(values), vec![Arc::clone(&distinct)])?;
+        let values = RecordBatch::try_new(group_schema(&self.schema), vec![Arc::clone(&distinct)])?;
         let kept = keep.evaluate(&values)?.into_array(values.num_rows())?;
         let kept = kept.as_boolean_opt().ok_or_else(|| {
             DataFusionError::Internal("CountByTextExec: its condition is not a Boolean".into())

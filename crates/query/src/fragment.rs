@@ -17,7 +17,7 @@ use arrow::array::{
     StringBuilder, StringViewArray,
 };
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
@@ -747,13 +747,7 @@ impl FragmentService {
         };
         let dictionaries = ticket.dictionaries;
         let schema = match dictionaries {
-            true => Arc::new(Schema::new(
-                plan.schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone().with_data_type(wire_type(f.data_type())))
-                    .collect::<Vec<_>>(),
-            )),
+            true => wire_schema(&plan.schema()),
             false => plan.schema(),
         };
         let wire = Arc::clone(&schema);
@@ -781,15 +775,21 @@ impl FragmentService {
     }
 }
 
-/// How a column of `data_type` crosses the network when the query node takes dictionaries:
-/// text as a dictionary, anything else as it is.
-fn wire_type(data_type: &DataType) -> DataType {
-    match data_type {
+/// How rows of `schema` cross the network when the query node takes dictionaries: text as
+/// a dictionary, anything else as it is.
+fn wire_schema(schema: &Schema) -> SchemaRef {
+    let wire_type = |data_type: &DataType| match data_type {
         DataType::Utf8View => {
             DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
         }
         other => other.clone(),
-    }
+    };
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_data_type(wire_type(f.data_type())))
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 /// `batch` as `schema` has it: its text columns as dictionaries of the distinct views.
@@ -1230,7 +1230,6 @@ mod tests {
     fn text_crosses_as_a_dictionary_of_its_views_and_comes_back_the_same() {
         use arrow::array::{StringViewArray, UInt32Array};
         use arrow::compute::take;
-        use arrow::datatypes::Field;
 
         // Rows sharing views, as read from a dictionary page: short (inline) and long
         // values, nulls, and a value repeated under a second view.
@@ -1250,13 +1249,7 @@ mod tests {
             Field::new("n", DataType::Int32, false),
         ]));
         let batch = RecordBatch::try_new(Arc::clone(&schema), vec![text, n]).unwrap();
-        let wire = Arc::new(Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_data_type(wire_type(f.data_type())))
-                .collect::<Vec<_>>(),
-        ));
+        let wire = wire_schema(&schema);
         let sent = text_as_dictionaries(batch.clone(), &wire).unwrap();
         let dictionary = sent.column(0).as_dictionary::<Int32Type>();
         assert_eq!(dictionary.values().len(), 4, "one value per distinct view");
