@@ -210,6 +210,11 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
             && !by_text.contains("mode=Partial"),
         "the partial counts run as CountByTextExec on the operators: {by_text}"
     );
+    // ... over the keys of the Parquet pages' dictionaries.
+    assert!(
+        on_operators.contains("OperatorScanExec: table=logs, projection=[namespace_name], dictionaries=[namespace_name]"),
+        "the scan below reads the group as a dictionary: {by_text}"
+    );
     let kept = QUERIES
         .iter()
         .find(|q| q.contains("pod_name <> ''"))
@@ -218,6 +223,7 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
     assert!(
         kept.contains("CountByTextExec: group=pod_name")
             && kept.contains("keep=pod_name != ")
+            && kept.contains("dictionaries=[pod_name]")
             && !kept.contains("FilterExec"),
         "the condition on the group is the CountByTextExec's: {kept}"
     );

@@ -97,6 +97,30 @@ pub fn without_views(schema: &Schema) -> Schema {
     retyped(schema, &DataType::Utf8View, DataType::Utf8)
 }
 
+/// The type a text column is read in by a consumer that only needs to tell its values
+/// apart (`CountByTextExec`): keys into the values of a Parquet dictionary page.
+pub fn text_dictionary_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// `schema` with its text fields (`Utf8`, `Utf8View`) among `columns` as
+/// [`text_dictionary_type`]; other fields as they are.
+pub fn with_dictionaries(schema: &Schema, columns: &[usize]) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let text = matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View);
+            match text && columns.contains(&i) {
+                true => f.as_ref().clone().with_data_type(text_dictionary_type()),
+                false => f.as_ref().clone(),
+            }
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
 /// `schema` with every top-level field of type `from` turned into `to`.
 fn retyped(schema: &Schema, from: &DataType, to: DataType) -> Schema {
     let fields: Vec<Field> = schema

@@ -12,7 +12,7 @@ use armorlake_query::{LocalOperator, OperatorHandle};
 use armorlake_storage::{LocalTable, Store, StoreOptions};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::Session;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use tokio::sync::mpsc;
@@ -290,9 +290,10 @@ impl OperatorHandle for StoreScan {
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
+        dictionaries: &[usize],
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         LocalTable::new(self.0.table(table).clone())
-            .scan(state, projection, filters, limit)
+            .scan_with_dictionaries(state, projection, filters, limit, dictionaries)
             .await
     }
 }

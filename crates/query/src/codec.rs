@@ -80,6 +80,10 @@ struct ScanProto {
     /// The query's id (a W3C trace id), for the operators' logs.
     #[prost(string, tag = "8")]
     query_id: String,
+    /// The text columns read as dictionaries (for a `CountByTextExec` above). An operator
+    /// that does not know the field reads them as views, which that node also takes.
+    #[prost(uint32, repeated, tag = "9")]
+    dictionaries: Vec<u32>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -232,6 +236,7 @@ fn decode_scan(proto: ScanProto, ctx: &TaskContext) -> Result<Arc<dyn ExecutionP
             tasks,
             proto.partitions as usize,
         )?
+        .with_dictionaries(proto.dictionaries.iter().map(|&c| c as usize).collect())?
         .with_query_id(proto.query_id),
     ))
 }
@@ -266,5 +271,6 @@ fn encode_scan(scan: &OperatorScanExec) -> Result<ScanProto> {
             .collect(),
         partitions: scan.partitions as u32,
         query_id: scan.query_id.clone(),
+        dictionaries: scan.dictionaries.iter().map(|&c| c as u32).collect(),
     })
 }

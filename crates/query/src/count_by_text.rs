@@ -18,11 +18,13 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use armorlake_common::schema::text_dictionary_type;
 use arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, StringViewArray, StringViewBuilder, UInt32Array,
+    Array, ArrayRef, AsArray, DictionaryArray, Int64Array, StringViewArray, StringViewBuilder,
+    UInt32Array,
 };
 use arrow::compute::take;
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
@@ -47,6 +49,7 @@ use futures::StreamExt;
 use hashbrown::{HashMap, HashTable};
 
 use crate::cluster::ArmorlakeOptions;
+use crate::scan::OperatorScanExec;
 
 /// Groups a partition holds before it sends them on and starts afresh: the final aggregate
 /// adds up a group sent twice, and memory stays bounded whatever the column's cardinality.
@@ -72,7 +75,9 @@ impl PhysicalOptimizerRule for CountByText {
                 return Ok(Transformed::no(node));
             };
             match CountByTextExec::replacing(aggregate)? {
-                Some(exec) => Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>)),
+                Some(exec) => Ok(Transformed::yes(
+                    Arc::new(exec.over_dictionaries()?) as Arc<dyn ExecutionPlan>
+                )),
                 None => Ok(Transformed::no(node)),
             }
         })
@@ -119,7 +124,8 @@ impl CountByTextExec {
         let input_schema = input.schema();
         let columns = input_schema.fields().len();
         let grouped = input_schema.fields().get(group).map(|f| f.data_type());
-        let fits = grouped == Some(&DataType::Utf8View)
+        let text = grouped == Some(&DataType::Utf8View) || grouped == Some(&text_dictionary_type());
+        let fits = text
             && counts.iter().flatten().all(|&c| c < columns)
             && schema.fields().len() == 1 + counts.len()
             && schema.field(0).data_type() == &DataType::Utf8View
@@ -203,6 +209,29 @@ impl CountByTextExec {
             Some(keep) => exec.keeping(keep),
             None => exec,
         }))
+    }
+
+    /// The same node, its input told to read the group as a dictionary when the input is a
+    /// scan of the operators' rows reading it as views: the node then counts each batch's
+    /// rows by dictionary key and meets each distinct value once per Parquet column chunk.
+    fn over_dictionaries(self) -> Result<CountByTextExec> {
+        let Some(scan) = self.input.downcast_ref::<OperatorScanExec>() else {
+            return Ok(self);
+        };
+        let Some(column) = scan.text_column(self.group) else {
+            return Ok(self);
+        };
+        let mut dictionaries = scan.dictionaries.clone();
+        dictionaries.push(column);
+        let scan = scan
+            .with_tasks(scan.tasks().to_vec())?
+            .with_dictionaries(dictionaries)?;
+        let schema = self.schema();
+        let exec = CountByTextExec::try_new(Arc::new(scan), self.group, self.counts, schema)?;
+        Ok(match self.keep {
+            Some(keep) => exec.keeping(keep),
+            None => exec,
+        })
     }
 
     /// The input column grouped by.
@@ -430,8 +459,27 @@ struct Counter {
     /// `recent` looks, and per row.
     by_view: HashMap<u128, u32, FixedState>,
     rows: Vec<u32>,
+    /// The dictionary the last batch of a group read as a dictionary had, and its values'
+    /// groups; the next batch of the same column chunk has the same.
+    dictionary: Option<KnownDictionary>,
+    /// Rows per distinct value of the current batch (scratch space).
+    per_value: Vec<i64>,
     reservation: MemoryReservation,
 }
+
+/// A group read as a dictionary: the dictionary's values (held, so that no other can be
+/// allocated where they lie and be taken for them) and per value, then for the null key,
+/// its group, [`NO_GROUP`] or [`UNSEEN`].
+struct KnownDictionary {
+    values: ArrayRef,
+    groups: Vec<u32>,
+}
+
+/// No group: the condition rejects the value.
+const NO_GROUP: u32 = u32::MAX;
+
+/// A dictionary value not yet met in a batch's rows.
+const UNSEEN: u32 = u32::MAX - 1;
 
 impl Counter {
     fn new(
@@ -457,6 +505,8 @@ impl Counter {
             batch: 0,
             by_view: HashMap::default(),
             rows: Vec::new(),
+            dictionary: None,
+            per_value: Vec::new(),
             reservation,
         }
     }
@@ -468,14 +518,17 @@ impl Counter {
     /// Counts `batch`'s rows into their groups; false when the memory pool cannot hold them
     /// (they should be emitted).
     fn add(&mut self, batch: &RecordBatch) -> Result<bool> {
+        if let Some(keys) = batch.column(self.group).as_dictionary_opt::<Int32Type>() {
+            return self.add_dictionary(batch, keys);
+        }
         let column = batch
             .column(self.group)
             .as_string_view_opt()
             .ok_or_else(|| {
                 DataFusionError::Internal("CountByTextExec: the group is not Utf8View".into())
             })?;
-        if let Some(keep) = self.keep.clone() {
-            return self.add_kept(batch, column, &keep);
+        if self.keep.is_some() {
+            return self.add_kept(batch, column);
         }
         let views = column.views();
         let nulls = column.logical_nulls();
@@ -564,12 +617,7 @@ impl Counter {
     /// and the counts of the values it keeps are added to groups made for those values
     /// alone. A rejected value costs its rows a view lookup and never makes a group,
     /// however many distinct values the column has.
-    fn add_kept(
-        &mut self,
-        batch: &RecordBatch,
-        column: &StringViewArray,
-        keep: &Arc<dyn PhysicalExpr>,
-    ) -> Result<bool> {
+    fn add_kept(&mut self, batch: &RecordBatch, column: &StringViewArray) -> Result<bool> {
         let nulls = column.logical_nulls();
         let batch_number = self.next_batch();
         // The first row of each distinct value, each row's value among them and, for
@@ -597,24 +645,113 @@ impl Counter {
             }
         }
         let distinct = take(column, &UInt32Array::from(firsts), None)?;
-        let values = RecordBatch::try_new(group_schema(&self.schema), vec![Arc::clone(&distinct)])?;
-        let kept = keep.evaluate(&values)?.into_array(values.num_rows())?;
-        let kept = kept.as_boolean_opt().ok_or_else(|| {
-            DataFusionError::Internal("CountByTextExec: its condition is not a Boolean".into())
+        let groups = self.groups_for(distinct.as_string_view())?;
+        self.add_per_value(batch, &mut per_value, &groups);
+        Ok(self.reservation.try_resize(self.memory()).is_ok())
+    }
+
+    /// [`Counter::add`] for a group read as a dictionary
+    /// ([`text_dictionary_type`]): rows are counted per key, and each key's group is found
+    /// (and the condition, if any, decided) once per dictionary, not per batch: the batches
+    /// read from one Parquet column chunk share its dictionary page.
+    fn add_dictionary(
+        &mut self,
+        batch: &RecordBatch,
+        column: &DictionaryArray<Int32Type>,
+    ) -> Result<bool> {
+        self.next_batch();
+        let values = column.values();
+        let text = values.as_string_opt::<i32>().ok_or_else(|| {
+            DataFusionError::Internal("CountByTextExec: the group's dictionary is not Utf8".into())
         })?;
-        let distinct = distinct.as_string_view();
-        // Groups only for the values kept.
-        let groups: Vec<Option<u32>> = (0..distinct.len())
-            .map(
-                |i| match (kept.is_valid(i) && kept.value(i), distinct.is_null(i)) {
-                    (false, _) => None,
-                    (true, true) => Some(self.null_group()),
-                    (true, false) => Some(self.text_group(distinct.value(i))),
-                },
-            )
+        // Keys index the values; one more stands for the rows whose key is null.
+        let null_key = values.len();
+        let mut known = match self.dictionary.take() {
+            Some(known) if known.values.to_data().ptr_eq(&values.to_data()) => known,
+            _ => KnownDictionary {
+                values: Arc::clone(values),
+                groups: vec![UNSEEN; null_key + 1],
+            },
+        };
+        let mut per_value = std::mem::take(&mut self.per_value);
+        per_value.clear();
+        per_value.resize(null_key + 1, 0);
+        let keys = column.keys();
+        match keys.nulls() {
+            None => keys
+                .values()
+                .iter()
+                .for_each(|&k| per_value[k as usize] += 1),
+            Some(valid) => {
+                for (&k, valid) in keys.values().iter().zip(valid.iter()) {
+                    per_value[if valid { k as usize } else { null_key }] += 1;
+                }
+            }
+        }
+        if !self.counts.is_empty() && !matches!(self.counts[..], [None]) {
+            let key = |k: Option<i32>| k.map_or(null_key, |k| k as usize) as u32;
+            self.rows.extend(keys.iter().map(key));
+        }
+        // Groups for the values first met in this dictionary.
+        let fresh: Vec<usize> = (0..=null_key)
+            .filter(|&v| per_value[v] > 0 && known.groups[v] == UNSEEN)
             .collect();
+        if !fresh.is_empty() {
+            let distinct: StringViewArray = fresh
+                .iter()
+                .map(|&v| (v < null_key && text.is_valid(v)).then(|| text.value(v)))
+                .collect();
+            for (&v, group) in fresh.iter().zip(self.groups_for(&distinct)?) {
+                known.groups[v] = group;
+            }
+        }
+        self.add_per_value(batch, &mut per_value, &known.groups);
+        self.dictionary = Some(known);
+        self.per_value = per_value;
+        Ok(self.reservation.try_resize(self.memory()).is_ok())
+    }
+
+    /// The groups of `distinct` values, made if new: [`NO_GROUP`] for a value the condition
+    /// (if any) rejects.
+    fn groups_for(&mut self, distinct: &StringViewArray) -> Result<Vec<u32>> {
+        let kept = match &self.keep {
+            Some(keep) => {
+                let values = RecordBatch::try_new(
+                    group_schema(&self.schema),
+                    vec![Arc::new(distinct.clone()) as ArrayRef],
+                )?;
+                let kept = keep.evaluate(&values)?.into_array(values.num_rows())?;
+                let kept = kept.as_boolean_opt().cloned().ok_or_else(|| {
+                    DataFusionError::Internal(
+                        "CountByTextExec: its condition is not a Boolean".into(),
+                    )
+                })?;
+                Some(kept)
+            }
+            None => None,
+        };
+        Ok((0..distinct.len())
+            .map(|i| {
+                let rejected = kept
+                    .as_ref()
+                    .is_some_and(|k| !(k.is_valid(i) && k.value(i)));
+                match (rejected, distinct.is_null(i)) {
+                    (true, _) => NO_GROUP,
+                    (false, true) => self.null_group(),
+                    (false, false) => self.text_group(distinct.value(i)),
+                }
+            })
+            .collect())
+    }
+
+    /// Adds a batch's counts to the groups, its rows sorted into distinct values: for
+    /// `count(*)` alone `per_value` holds each value's rows, otherwise `self.rows` holds
+    /// each row's value (and `per_value` is scratch); `groups` is each value's group (one
+    /// from [`NO_GROUP`] up: none, its rows are not counted).
+    fn add_per_value(&mut self, batch: &RecordBatch, per_value: &mut Vec<i64>, groups: &[u32]) {
+        let rows_only = matches!(self.counts[..], [None]);
         for (c, count) in self.counts.iter().enumerate() {
-            if counting {
+            if !rows_only {
                 per_value.clear();
                 per_value.resize(groups.len(), 0);
                 match count.and_then(|c| batch.column(c).logical_nulls()) {
@@ -626,13 +763,12 @@ impl Counter {
                     }
                 }
             }
-            for (group, &n) in groups.iter().zip(&per_value) {
-                if let Some(g) = group {
-                    self.totals[c][*g as usize] += n;
+            for (&g, &n) in groups.iter().zip(per_value.iter()) {
+                if g < UNSEEN {
+                    self.totals[c][g as usize] += n;
                 }
             }
         }
-        Ok(self.reservation.try_resize(self.memory()).is_ok())
     }
 
     /// The id of `value`'s group, made if new.
@@ -683,6 +819,11 @@ impl Counter {
             + self.recent.len() * size_of::<Recent>()
             + self.by_view.capacity() * (size_of::<(u128, u32)>() + 1)
             + self.rows.capacity() * size_of::<u32>()
+            + self
+                .dictionary
+                .as_ref()
+                .map_or(0, |d| d.groups.capacity() * size_of::<u32>())
+            + self.per_value.capacity() * size_of::<i64>()
     }
 
     /// The groups so far and their counts, as the aggregate's output; the counter is empty
@@ -707,6 +848,8 @@ impl Counter {
         self.ends = Vec::new();
         self.ids = HashTable::new();
         self.null = None;
+        // Its values' groups are gone.
+        self.dictionary = None;
         self.reservation.resize(self.memory());
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
@@ -900,6 +1043,161 @@ mod tests {
             .unwrap();
         let expected = expected.collect().await.unwrap();
         assert_eq!(summed(&batches), summed(&expected));
+    }
+
+    /// Batches of `n` rows whose `t` is read as a dictionary, as from Parquet: runs of
+    /// batches share one dictionary (a column chunk's page, which holds values no row of a
+    /// batch uses, and a null), then the next takes over; keys are null every seventh row.
+    /// `c` is null every fifth row. With them, the same rows with `t` as views.
+    fn dictionary_batches(n: usize, distinct: usize) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("t", text_dictionary_type(), true),
+            Field::new("c", DataType::Utf8View, true),
+        ]));
+        let view_schema = Arc::new(Schema::new(vec![
+            Field::new("t", DataType::Utf8View, true),
+            Field::new("c", DataType::Utf8View, true),
+        ]));
+        let (mut batches, mut views) = (Vec::new(), Vec::new());
+        let mut dictionary: ArrayRef =
+            Arc::new(arrow::array::StringArray::from(Vec::<&str>::new()));
+        for (b, start) in (0..n).step_by(1000).enumerate() {
+            if b % 4 == 0 {
+                // A chunk's page: its values, one unused, and a null.
+                let chunk = b / 4;
+                let mut values: Vec<Option<String>> = (0..distinct)
+                    .map(|i| match (i + chunk) % 2 {
+                        0 => Some(format!("v{}", (i + chunk) % distinct)),
+                        _ => Some(format!(
+                            "a value longer than twelve bytes {}",
+                            (i + chunk) % distinct
+                        )),
+                    })
+                    .collect();
+                values.push(Some("never used".into()));
+                values.push(None);
+                dictionary = Arc::new(arrow::array::StringArray::from(values));
+            }
+            let rows = start..(start + 1000).min(n);
+            let keys: arrow::array::Int32Array = rows
+                .clone()
+                .map(|i| match i % 7 {
+                    3 => None,
+                    5 => Some(distinct as i32 + 1),
+                    _ => Some(((i * 31) % distinct) as i32),
+                })
+                .collect();
+            let t = DictionaryArray::<Int32Type>::try_new(keys, Arc::clone(&dictionary)).unwrap();
+            let c: StringViewArray = rows.map(|i| (i % 5 != 0).then_some("x")).collect();
+            // By hand: arrow's cast gives a key pointing at a null value as "".
+            let values = dictionary.as_string::<i32>();
+            let as_views: StringViewArray = t
+                .keys()
+                .iter()
+                .map(|k| {
+                    k.and_then(|k| {
+                        values
+                            .is_valid(k as usize)
+                            .then(|| values.value(k as usize))
+                    })
+                })
+                .collect();
+            let as_views: ArrayRef = Arc::new(as_views);
+            let c: ArrayRef = Arc::new(c);
+            batches.push(
+                RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(t), Arc::clone(&c)])
+                    .unwrap(),
+            );
+            views.push(RecordBatch::try_new(Arc::clone(&view_schema), vec![as_views, c]).unwrap());
+        }
+        (batches, views)
+    }
+
+    /// Per group, its counts summed over `batches` (a group may come in several).
+    fn all_summed(batches: &[RecordBatch]) -> BTreeMap<Option<String>, Vec<i64>> {
+        let mut sums = BTreeMap::new();
+        for batch in batches {
+            let keys = arrow::compute::cast(batch.column(0), &DataType::Utf8).unwrap();
+            for (row, key) in keys.as_string::<i32>().iter().enumerate() {
+                let entry = sums
+                    .entry(key.map(str::to_string))
+                    .or_insert_with(|| vec![0; batch.num_columns() - 1]);
+                for (total, column) in entry.iter_mut().zip(&batch.columns()[1..]) {
+                    *total += column.as_primitive::<Int64Type>().value(row);
+                }
+            }
+        }
+        sums
+    }
+
+    #[tokio::test]
+    async fn a_group_read_as_a_dictionary_counts_as_views_do() {
+        use datafusion::datasource::memory::MemorySourceConfig;
+        use datafusion::logical_expr::Operator;
+        use datafusion::physical_expr::expressions::{BinaryExpr, lit};
+
+        // Counts, the SQL giving the same, and whether rows must meet `t <> 'v0'`.
+        let cases = [
+            (vec![None], "count(*)", false),
+            (
+                vec![None, Some(1), Some(0)],
+                "count(*), count(c), count(t)",
+                false,
+            ),
+            (vec![], "", false),
+            (vec![None], "count(*)", true),
+            (vec![Some(1)], "count(c)", true),
+        ];
+        for distinct in [40, 3 * EMIT_AT_GROUPS] {
+            let (batches, views) = dictionary_batches(200_000, distinct);
+            let ctx = context(false);
+            let table = MemTable::try_new(views[0].schema(), vec![views]).unwrap();
+            ctx.register_table("e", Arc::new(table)).unwrap();
+            for (counts, sql_counts, on_group) in &cases {
+                let input = MemorySourceConfig::try_new_exec(
+                    std::slice::from_ref(&batches),
+                    batches[0].schema(),
+                    None,
+                )
+                .unwrap();
+                let mut all = vec![Field::new("t", DataType::Utf8View, true)];
+                all.extend(
+                    (0..counts.len()).map(|i| Field::new(format!("n{i}"), DataType::Int64, false)),
+                );
+                let schema = Arc::new(Schema::new(all));
+                let mut exec =
+                    CountByTextExec::try_new(input, 0, counts.clone(), Arc::clone(&schema))
+                        .unwrap();
+                if *on_group {
+                    let t = Arc::new(Column::new("t", 0));
+                    let condition = BinaryExpr::new(
+                        t,
+                        Operator::NotEq,
+                        lit(datafusion::common::ScalarValue::Utf8View(Some("v0".into()))),
+                    );
+                    exec = exec.keeping(Arc::new(condition));
+                }
+                // Little memory: groups are sent early, and met again afterwards.
+                let runtime = RuntimeEnvBuilder::new()
+                    .with_memory_limit(1 << 20, 1.0)
+                    .build_arc()
+                    .unwrap();
+                let task = Arc::new(TaskContext::default().with_runtime(runtime));
+                let got = collect(Arc::new(exec), task).await.unwrap();
+                let select = match sql_counts.is_empty() {
+                    true => "t".to_string(),
+                    false => format!("t, {sql_counts}"),
+                };
+                let condition = if *on_group { "WHERE t <> 'v0'" } else { "" };
+                let sql = format!("SELECT {select} FROM e {condition} GROUP BY t");
+                let expected = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+                assert_eq!(
+                    all_summed(&got),
+                    all_summed(&expected),
+                    "{sql} over {distinct} values"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use armorlake_common::Table;
-use arrow::datatypes::SchemaRef;
+use armorlake_common::schema::with_dictionaries;
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -30,7 +31,9 @@ use tokio::sync::OnceCell;
 #[async_trait]
 pub trait OperatorHandle: Send + Sync + fmt::Debug {
     /// A plan reading this operator's rows of `table`, with the projection, filters (as far
-    /// as the storage can use them; they are re-checked above) and limit applied.
+    /// as the storage can use them; they are re-checked above) and limit applied, and the
+    /// text columns `dictionaries` (indexes into the table's columns) read as
+    /// [`text_dictionary_type`](armorlake_common::schema::text_dictionary_type) instead of `Utf8View`.
     async fn scan(
         &self,
         state: &dyn Session,
@@ -38,6 +41,7 @@ pub trait OperatorHandle: Send + Sync + fmt::Debug {
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
+        dictionaries: &[usize],
     ) -> Result<Arc<dyn ExecutionPlan>>;
 }
 
@@ -76,6 +80,9 @@ pub struct OperatorScanExec {
     pub(crate) projection: Option<Vec<usize>>,
     pub(crate) filters: Vec<Expr>,
     pub(crate) limit: Option<usize>,
+    /// The text columns (indexes into the table's columns) read as dictionaries, for a
+    /// [`CountByTextExec`](crate::count_by_text::CountByTextExec) above.
+    pub(crate) dictionaries: Vec<usize>,
     /// Per task: what it reads (empty: nothing).
     pub(crate) tasks: Vec<Vec<TaskTarget>>,
     pub(crate) partitions: usize,
@@ -119,6 +126,7 @@ impl OperatorScanExec {
             projection,
             filters,
             limit,
+            dictionaries: Vec::new(),
             tasks,
             partitions,
             query_id: String::new(),
@@ -160,10 +168,52 @@ impl OperatorScanExec {
             tasks,
             self.partitions,
         )
+        .and_then(|scan| scan.with_dictionaries(self.dictionaries.clone()))
         .map(|scan| OperatorScanExec {
             estimated_rows: self.estimated_rows,
             ..scan.with_query_id(self.query_id.clone())
         })
+    }
+
+    /// The same scan reading the text columns `dictionaries` (indexes into the table's
+    /// columns) as [`text_dictionary_type`](armorlake_common::schema::text_dictionary_type).
+    pub fn with_dictionaries(mut self, dictionaries: Vec<usize>) -> Result<OperatorScanExec> {
+        let schema = self.table.query_schema();
+        if let Some(&c) = dictionaries.iter().find(|&&c| {
+            schema
+                .fields()
+                .get(c)
+                .is_none_or(|f| f.data_type() != &DataType::Utf8View)
+        }) {
+            return Err(DataFusionError::Plan(format!(
+                "column {c} of {} is not text",
+                self.table
+            )));
+        }
+        let schema = with_dictionaries(&schema, &dictionaries);
+        let projected = match &self.projection {
+            Some(p) => schema.project(p)?,
+            None => schema,
+        };
+        self.properties = Arc::new(
+            self.properties
+                .as_ref()
+                .clone()
+                .with_eq_properties(EquivalenceProperties::new(Arc::new(projected))),
+        );
+        self.dictionaries = dictionaries;
+        Ok(self)
+    }
+
+    /// The output column `column`'s index in the table, and whether it is text read as
+    /// views (so it could be read as a dictionary).
+    pub(crate) fn text_column(&self, column: usize) -> Option<usize> {
+        let index = match &self.projection {
+            Some(p) => *p.get(column)?,
+            None => column,
+        };
+        let field = self.schema().fields().get(column)?.clone();
+        (field.data_type() == &DataType::Utf8View).then_some(index)
     }
 
     /// The same scan, tagged with the query it belongs to.
@@ -198,6 +248,13 @@ impl DisplayAs for OperatorScanExec {
         }
         if let Some(limit) = self.limit {
             write!(f, ", limit={limit}")?;
+        }
+        if !self.dictionaries.is_empty() {
+            let schema = self.table.schema();
+            let names: Vec<&str> = (self.dictionaries.iter())
+                .map(|&i| schema.field(i).name().as_str())
+                .collect();
+            write!(f, ", dictionaries=[{}]", names.join(", "))?;
         }
         for (i, task) in self.tasks.iter().enumerate() {
             let served: Vec<String> = task
@@ -287,11 +344,12 @@ impl ExecutionPlan for OperatorScanExec {
                 "running a scan fragment"
             );
         }
-        let (table, projection, filters, limit) = (
+        let (table, projection, filters, limit, dictionaries) = (
             self.table,
             self.projection.clone(),
             self.filters.clone(),
             self.limit,
+            self.dictionaries.clone(),
         );
         let (cell, step) = (self.local_plan.clone(), self.partitions);
         // Rows per serving operator, so EXPLAIN ANALYZE tells who sent what.
@@ -312,7 +370,14 @@ impl ExecutionPlan for OperatorScanExec {
                         .build();
                     local
                         .handle
-                        .scan(&state, table, projection.as_ref(), &filters, limit)
+                        .scan(
+                            &state,
+                            table,
+                            projection.as_ref(),
+                            &filters,
+                            limit,
+                            &dictionaries,
+                        )
                         .await
                 })
                 .await?

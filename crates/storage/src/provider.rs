@@ -3,12 +3,13 @@
 use std::fmt;
 use std::sync::Arc;
 
+use armorlake_common::schema::with_dictionaries;
 use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::compute::cast;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::{DFSchema, Result, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -74,7 +75,38 @@ impl TableProvider for LocalTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = self.schema();
+        self.scan_with_dictionaries(state, projection, filters, limit, &[])
+            .await
+    }
+}
+
+impl LocalTable {
+    /// [`TableProvider::scan`], reading the text columns `dictionaries` (indexes into the
+    /// table's columns) as `Dictionary(Int32, Utf8)` instead of `Utf8View`: from Parquet, the
+    /// keys into each column chunk's dictionary page and the page itself, with no string
+    /// touched per row (a chunk that fell back to plain pages is packed into a dictionary by
+    /// the reader). For `CountByTextExec`, which only needs to tell the values apart.
+    ///
+    /// Filters on those columns are left out of what the Parquet reader prunes by (they are
+    /// checked above the scan all the same).
+    pub async fn scan_with_dictionaries(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+        dictionaries: &[usize],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let stored = self.store.table().schema();
+        if let Some(&c) = dictionaries.iter().find(|&&c| {
+            stored
+                .fields()
+                .get(c)
+                .is_none_or(|f| f.data_type() != &DataType::Utf8)
+        }) {
+            return plan_err!("column {c} of {} is not text", self.store.table());
+        }
+        let schema = Arc::new(with_dictionaries(&self.schema(), dictionaries));
         let projected = match projection {
             Some(p) => Arc::new(schema.project(p)?),
             None => schema.clone(),
@@ -94,16 +126,35 @@ impl TableProvider for LocalTable {
             let mut source = ParquetSource::new(schema.clone())
                 .with_table_parquet_options(state.default_table_options().parquet)
                 .with_parquet_file_reader_factory(Arc::new(reader));
-            if let Some(predicate) = conjunction(filters.to_vec()) {
+            let prunable = filters
+                .iter()
+                .filter(|f| {
+                    f.column_refs().iter().all(|c| {
+                        !dictionaries
+                            .iter()
+                            .any(|&d| schema.field(d).name() == &c.name)
+                    })
+                })
+                .cloned()
+                .collect::<Vec<_>>();
+            if let Some(predicate) = conjunction(prunable) {
                 let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
                 source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
             }
+            // The reader is told which columns to give as dictionaries by the file's Arrow
+            // schema: every file is written in the table's stored schema.
+            let file_schema = (!dictionaries.is_empty())
+                .then(|| Arc::new(with_dictionaries(&stored, dictionaries)));
             let files = snapshot
                 .files
                 .iter()
                 .map(|f| {
-                    PartitionedFile::new(f.path.to_string_lossy(), f.bytes)
-                        .with_extension(FileLease(f.clone()))
+                    let file = PartitionedFile::new(f.path.to_string_lossy(), f.bytes)
+                        .with_extension(FileLease(f.clone()));
+                    match &file_schema {
+                        Some(s) => file.with_arrow_schema(s.clone()),
+                        None => file,
+                    }
                 })
                 .collect::<Vec<_>>();
             let groups = split_groups(files, state.config().target_partitions());

@@ -573,3 +573,97 @@ async fn timestamps_are_delta_encoded_without_a_dictionary() {
         .unwrap();
     assert!(message.dictionary_page_offset().is_some());
 }
+
+#[tokio::test]
+async fn text_columns_can_be_read_as_dictionaries_from_files_and_memory() {
+    use arrow::array::AsArray;
+    use arrow::compute::cast;
+    use arrow::datatypes::{DataType, TimestampMicrosecondType};
+    use datafusion::catalog::TableProvider;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{col, lit};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let m1 = batch(Table::Messages, &[H + 1, H + 2], "m1");
+    let m2 = batch(Table::Messages, &[H + 3], "m2");
+    flushed(&store, &[&m1, &m2]).await;
+    store
+        .append(
+            Table::Messages,
+            batch(Table::Messages, &[H + 4, H + 5], "m3"),
+        )
+        .unwrap();
+    let table = store.table(Table::Messages);
+    let message = Table::Messages.schema().index_of("message").unwrap();
+    let projection = vec![0, message];
+    // Every row's time and message, as text, sorted.
+    let rows = |batches: Vec<RecordBatch>| {
+        let mut rows: Vec<(i64, String)> = Vec::new();
+        for b in &batches {
+            let ts = b.column(0).as_primitive::<TimestampMicrosecondType>();
+            let text = cast(b.column(1), &DataType::Utf8).unwrap();
+            for i in 0..b.num_rows() {
+                rows.push((ts.value(i), text.as_string::<i32>().value(i).to_string()));
+            }
+        }
+        rows.sort();
+        rows
+    };
+    // A filter on the column read as a dictionary (left out of the Parquet reader's
+    // pruning) and one on another column (kept), with and without the reader's row filters.
+    let on_message = col("message").not_eq(lit("m2-message-0"));
+    let since = ScalarValue::TimestampMicrosecond(Some(H), Some("UTC".into()));
+    let on_time = col("timestamp").gt_eq(lit(since));
+    for pushdown in [false, true] {
+        let mut config = SessionConfig::new();
+        config.options_mut().execution.parquet.pushdown_filters = pushdown;
+        let ctx = messages_session(table, config);
+        let state = ctx.state();
+        for filters in [vec![], vec![on_message.clone()], vec![on_time.clone()]] {
+            let local = LocalTable::new(table.clone());
+            let views = local
+                .scan(&state, Some(&projection), &filters, None)
+                .await
+                .unwrap();
+            let views = rows(collect(views, ctx.task_ctx()).await.unwrap());
+            let plan = local
+                .scan_with_dictionaries(&state, Some(&projection), &filters, None, &[message])
+                .await
+                .unwrap();
+            assert_eq!(
+                plan.schema().field(1).data_type(),
+                &armorlake_common::schema::text_dictionary_type()
+            );
+            let batches = collect(plan, ctx.task_ctx()).await.unwrap();
+            for b in &batches {
+                assert!(matches!(b.column(1).data_type(), DataType::Dictionary(..)));
+            }
+            let dictionaries = rows(batches);
+            // The filter on the dictionary column prunes nothing; the scan reading views
+            // may leave out the rows it rejects, as the filter above would.
+            assert_eq!(
+                dictionaries.len(),
+                5,
+                "filters {filters:?}, pushdown {pushdown}"
+            );
+            let passed = |rows: Vec<(i64, String)>| -> Vec<(i64, String)> {
+                rows.into_iter()
+                    .filter(|(_, m)| filters != [on_message.clone()] || m != "m2-message-0")
+                    .collect()
+            };
+            assert_eq!(
+                passed(dictionaries),
+                passed(views),
+                "filters {filters:?}, pushdown {pushdown}"
+            );
+        }
+    }
+    // Only text columns.
+    let ctx = messages_session(table, SessionConfig::new());
+    let err = LocalTable::new(table.clone())
+        .scan_with_dictionaries(&ctx.state(), None, &[], None, &[0])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not text"), "{err}");
+}
