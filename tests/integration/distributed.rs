@@ -94,6 +94,10 @@ const QUERIES: &[&str] = &[
     "SELECT \"timestamp\", host_name, operation, resource FROM logs ORDER BY \"timestamp\" DESC, host_name, resource LIMIT 7",
     "SELECT a.namespace_name, count(*) FROM alerts a JOIN logs l ON a.container_id = l.container_id \
      AND a.pod_name = l.pod_name GROUP BY 1 ORDER BY 1",
+    // Alerts counted by namespace and container before the join (eager aggregation).
+    "SELECT a.namespace_name, count(*) AS alerts, sum(l.n) AS logs FROM alerts a JOIN \
+     (SELECT container_id, count(*) AS n FROM logs WHERE container_id <> '' GROUP BY container_id) l \
+     ON a.container_id = l.container_id GROUP BY 1 ORDER BY 1",
     "SELECT host_name, operation, resource FROM logs WHERE \"timestamp\" = '2026-11-23T03:00:01.500Z' ORDER BY 1, 2, 3",
     "SELECT type, count(*) FROM messages GROUP BY type ORDER BY type",
     // Counted by text on the operators, the condition decided once per group.
@@ -226,6 +230,12 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
             && kept.contains("dictionaries=[pod_name]")
             && !kept.contains("FilterExec"),
         "the condition on the group is the CountByTextExec's: {kept}"
+    );
+    let summary = QUERIES.iter().find(|q| q.contains("sum(l.n)")).unwrap();
+    let summary = query(port, &format!("EXPLAIN {summary}")).join("\n");
+    assert!(
+        summary.contains("__armorlake_rows"),
+        "the alerts are counted before the join: {summary}"
     );
     // A LIMIT over rows in no order asks the operators one after another, until it has
     // enough: here more rows than either cluster holds, so both are read.

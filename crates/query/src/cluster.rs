@@ -32,6 +32,9 @@ pub struct ArmorlakeOptions {
     /// (on by default; off leaves it to DataFusion's aggregate, as PostgreSQL's `enable_*`
     /// settings do for its plan nodes).
     pub enable_count_by_text: bool,
+    /// Count the rows of a join's side that can meet at most one row of the other before
+    /// joining them ([`EagerAggregation`](crate::eager_aggregate::EagerAggregation)).
+    pub enable_eager_aggregation: bool,
     /// Run a query the connection ran before from its optimized logical plan, skipping SQL
     /// planning and the logical optimizer (see `pg/plans.rs`).
     pub reuse_plans: bool,
@@ -47,6 +50,7 @@ impl Default for ArmorlakeOptions {
         ArmorlakeOptions {
             allow_partial_results: false,
             enable_count_by_text: true,
+            enable_eager_aggregation: true,
             reuse_plans: true,
             gather_raw_rows_limit: 1_000_000,
         }
@@ -55,6 +59,7 @@ impl Default for ArmorlakeOptions {
 
 const ALLOW_PARTIAL_RESULTS: &str = "allow_partial_results";
 const ENABLE_COUNT_BY_TEXT: &str = "enable_count_by_text";
+const ENABLE_EAGER_AGGREGATION: &str = "enable_eager_aggregation";
 const REUSE_PLANS: &str = "reuse_plans";
 const GATHER_RAW_ROWS_LIMIT: &str = "gather_raw_rows_limit";
 
@@ -86,6 +91,7 @@ impl ExtensionOptions for ArmorlakeOptions {
         match key {
             ALLOW_PARTIAL_RESULTS => self.allow_partial_results = parse_bool(key, value)?,
             ENABLE_COUNT_BY_TEXT => self.enable_count_by_text = parse_bool(key, value)?,
+            ENABLE_EAGER_AGGREGATION => self.enable_eager_aggregation = parse_bool(key, value)?,
             REUSE_PLANS => self.reuse_plans = parse_bool(key, value)?,
             GATHER_RAW_ROWS_LIMIT => {
                 self.gather_raw_rows_limit = value.trim().parse().map_err(|_| {
@@ -115,6 +121,11 @@ impl ExtensionOptions for ArmorlakeOptions {
                 key: format!("{}.{ENABLE_COUNT_BY_TEXT}", Self::PREFIX),
                 value: Some(self.enable_count_by_text.to_string()),
                 description: "count by one text column with armorlake's CountByTextExec",
+            },
+            ConfigEntry {
+                key: format!("{}.{ENABLE_EAGER_AGGREGATION}", Self::PREFIX),
+                value: Some(self.enable_eager_aggregation.to_string()),
+                description: "count a join's side before joining it to rows unique on the keys",
             },
             ConfigEntry {
                 key: format!("{}.{REUSE_PLANS}", Self::PREFIX),

@@ -393,6 +393,7 @@ pub fn coordinator_state(
         .with_default_features()
         .with_distributed_worker_resolver(LiveWorkers(liveness))
         .with_distributed_channel_resolver(channels.clone())
+        .with_optimizer_rule(Arc::new(crate::eager_aggregate::EagerAggregation))
         .with_physical_optimizer_rule(Arc::new(crate::count_by_text::CountByText))
         .with_physical_optimizer_rule(Arc::new(CompactScanSlots))
         .with_physical_optimizer_rule(Arc::new(RunOnOneOperator::new(channels.clone())))

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod codec;
 pub mod count_by_text;
 pub mod distribute;
+pub mod eager_aggregate;
 pub mod flight;
 pub mod fragment;
 pub mod functions;
