@@ -142,7 +142,8 @@ impl LocalTable {
                 source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
             }
             // The reader is told which columns to give as dictionaries by the file's Arrow
-            // schema: every file is written in the table's stored schema.
+            // schema: every file is written in the table's stored schema. (Should that schema
+            // ever gain a column, files written before it would need their own here.)
             let file_schema = (!dictionaries.is_empty())
                 .then(|| Arc::new(with_dictionaries(&stored, dictionaries)));
             let files = snapshot
