@@ -23,7 +23,7 @@ use std::sync::Arc;
 use arrow::datatypes::DataType;
 use datafusion::common::Dependency;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, Result};
+use datafusion::common::{Column, DFSchema, NullEquality, Result};
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::expr::AggregateFunction;
@@ -147,8 +147,11 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     let (Some(left_keys), Some(right_keys)) = (keys(0), keys(1)) else {
         return Ok(None);
     };
-    let left_unique = unique_on(join.left.schema(), &left_keys);
-    let right_unique = unique_on(join.right.schema(), &right_keys);
+    // Keys compared with `IS NOT DISTINCT FROM` meet a unique side's NULLs too, so a key
+    // that allows several NULLs (a `UNIQUE` constraint) does not do there.
+    let nulls_meet = join.null_equality == NullEquality::NullEqualsNull;
+    let left_unique = unique_on(join.left.schema(), &left_keys, nulls_meet);
+    let right_unique = unique_on(join.right.schema(), &right_keys, nulls_meet);
     // The side to count first (`E`) and the unique one (`U`); both unique: nothing to gain.
     let (expanding_left, e_keys) = match (left_unique, right_unique) {
         (false, true) => (true, left_keys),
@@ -286,8 +289,9 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
 }
 
 /// Whether rows of `schema` are unique on `keys` (some of its columns): a dependence of
-/// mode `Single` (a group by, a primary key) whose determinant lies among them.
-fn unique_on(schema: &DFSchema, keys: &[Column]) -> bool {
+/// mode `Single` (a group by, a primary key) whose determinant lies among them; with
+/// `nulls_meet`, one whose determinant cannot be NULL in several rows either.
+fn unique_on(schema: &DFSchema, keys: &[Column], nulls_meet: bool) -> bool {
     let Some(indices) = keys
         .iter()
         .map(|k| schema.maybe_index_of_column(k))
@@ -296,7 +300,9 @@ fn unique_on(schema: &DFSchema, keys: &[Column]) -> bool {
         return false;
     };
     schema.functional_dependencies().iter().any(|d| {
-        d.mode == Dependency::Single && d.source_indices.iter().all(|s| indices.contains(s))
+        d.mode == Dependency::Single
+            && !(nulls_meet && d.nullable)
+            && d.source_indices.iter().all(|s| indices.contains(s))
     })
 }
 
@@ -412,6 +418,11 @@ mod tests {
             assert!(plan.contains(ROWS), "{sql}:\n{plan}");
             assert_eq!(with, without, "{sql}");
         }
+        // NULL keys that meet (`IS NOT DISTINCT FROM`): the same answer, counted first or not.
+        let nulls = "SELECT a.g, count(*), sum(l.n) FROM a JOIN (SELECT k, count(*) AS n FROM b \
+                     GROUP BY k) l ON a.k IS NOT DISTINCT FROM l.k GROUP BY a.g ORDER BY a.g";
+        let (with, without, _) = both(nulls).await;
+        assert_eq!(with, without, "{nulls}");
         let (empty, _, _) = both(&queries[3]).await;
         assert!(empty.contains("| 0 "), "{empty}");
     }
