@@ -212,8 +212,9 @@ fn as_query_batch(
 
 /// Keeps a snapshot's file on disk for as long as the plan reading it lives, even if
 /// compaction or retention removed it from the table meanwhile.
+/// The reader finds the file's path here.
 #[derive(Debug)]
-struct FileLease(#[allow(dead_code)] Arc<FileMeta>);
+pub(crate) struct FileLease(pub(crate) Arc<FileMeta>);
 
 /// Spreads files over at most `n` groups read in parallel.
 fn split_groups(files: Vec<PartitionedFile>, n: usize) -> Vec<FileGroup> {
