@@ -205,15 +205,15 @@ impl OperatorScanExec {
         Ok(self)
     }
 
-    /// The output column `column`'s index in the table, and whether it is text read as
-    /// views (so it could be read as a dictionary).
+    /// The table's index of output column `column`, when that is text read as views (which
+    /// could be read as a dictionary instead).
     pub(crate) fn text_column(&self, column: usize) -> Option<usize> {
         let index = match &self.projection {
             Some(p) => *p.get(column)?,
             None => column,
         };
-        let field = self.schema().fields().get(column)?.clone();
-        (field.data_type() == &DataType::Utf8View).then_some(index)
+        let views = self.schema().fields().get(column)?.data_type() == &DataType::Utf8View;
+        views.then_some(index)
     }
 
     /// The same scan, tagged with the query it belongs to.
@@ -251,7 +251,9 @@ impl DisplayAs for OperatorScanExec {
         }
         if !self.dictionaries.is_empty() {
             let schema = self.table.schema();
-            let names: Vec<&str> = (self.dictionaries.iter())
+            let names: Vec<&str> = self
+                .dictionaries
+                .iter()
                 .map(|&i| schema.field(i).name().as_str())
                 .collect();
             write!(f, ", dictionaries=[{}]", names.join(", "))?;
