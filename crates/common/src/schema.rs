@@ -103,22 +103,34 @@ pub fn text_dictionary_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
 
-/// `schema` with its text fields (`Utf8`, `Utf8View`) among `columns` as
-/// [`text_dictionary_type`]; other fields as they are.
-pub fn with_dictionaries(schema: &Schema, columns: &[usize]) -> Schema {
+/// `schema` with its fields `columns` as [`text_dictionary_type`] (`schema` itself when
+/// there are none); `Err(c)` when column `c` is missing or not text (`Utf8`, `Utf8View`).
+pub fn with_dictionaries(schema: &SchemaRef, columns: &[usize]) -> Result<SchemaRef, usize> {
+    if columns.is_empty() {
+        return Ok(Arc::clone(schema));
+    }
+    let text = |c: usize| {
+        schema
+            .fields()
+            .get(c)
+            .is_some_and(|f| matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View))
+    };
+    if let Some(&c) = columns.iter().find(|&&c| !text(c)) {
+        return Err(c);
+    }
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .enumerate()
-        .map(|(i, f)| {
-            let text = matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View);
-            match text && columns.contains(&i) {
-                true => f.as_ref().clone().with_data_type(text_dictionary_type()),
-                false => f.as_ref().clone(),
-            }
+        .map(|(i, f)| match columns.contains(&i) {
+            true => f.as_ref().clone().with_data_type(text_dictionary_type()),
+            false => f.as_ref().clone(),
         })
         .collect();
-    Schema::new_with_metadata(fields, schema.metadata().clone())
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
 }
 
 /// `schema` with every top-level field of type `from` turned into `to`.

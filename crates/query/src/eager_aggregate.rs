@@ -135,16 +135,13 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     if join.join_type != JoinType::Inner || join.filter.is_some() || join.on.is_empty() {
         return Ok(None);
     }
-    let keys = |side: usize| -> Option<Vec<Column>> {
-        join.on
-            .iter()
-            .map(|(l, r)| match if side == 0 { l } else { r } {
-                Expr::Column(c) => Some(c.clone()),
-                _ => None,
-            })
-            .collect()
+    let column = |e: &Expr| match e {
+        Expr::Column(c) => Some(c.clone()),
+        _ => None,
     };
-    let (Some(left_keys), Some(right_keys)) = (keys(0), keys(1)) else {
+    let left_keys: Option<Vec<Column>> = join.on.iter().map(|(l, _)| column(l)).collect();
+    let right_keys: Option<Vec<Column>> = join.on.iter().map(|(_, r)| column(r)).collect();
+    let (Some(left_keys), Some(right_keys)) = (left_keys, right_keys) else {
         return Ok(None);
     };
     // Keys compared with `IS NOT DISTINCT FROM` meet a unique side's NULLs too, so a key
@@ -162,7 +159,6 @@ fn eager(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         true => (&join.left, &join.right),
         false => (&join.right, &join.left),
     };
-    let group_by = &group_by;
     let e_columns = |expr: &Expr| match expr {
         Expr::Column(c) => e.schema().has_column(c),
         _ => false,

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
+use armorlake_common::schema::text_dictionary_type;
 use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, DictionaryArray, Int32Array, RecordBatchOptions,
     StringBuilder, StringViewArray,
@@ -779,9 +780,7 @@ impl FragmentService {
 /// a dictionary, anything else as it is.
 fn wire_schema(schema: &Schema) -> SchemaRef {
     let wire_type = |data_type: &DataType| match data_type {
-        DataType::Utf8View => {
-            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
-        }
+        DataType::Utf8View => text_dictionary_type(),
         other => other.clone(),
     };
     let fields: Vec<Field> = schema

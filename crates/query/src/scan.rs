@@ -178,28 +178,18 @@ impl OperatorScanExec {
     /// The same scan reading the text columns `dictionaries` (indexes into the table's
     /// columns) as [`text_dictionary_type`](armorlake_common::schema::text_dictionary_type).
     pub fn with_dictionaries(mut self, dictionaries: Vec<usize>) -> Result<OperatorScanExec> {
-        let schema = self.table.query_schema();
-        if let Some(&c) = dictionaries.iter().find(|&&c| {
-            schema
-                .fields()
-                .get(c)
-                .is_none_or(|f| f.data_type() != &DataType::Utf8View)
-        }) {
-            return Err(DataFusionError::Plan(format!(
-                "column {c} of {} is not text",
-                self.table
-            )));
-        }
-        let schema = with_dictionaries(&schema, &dictionaries);
+        let schema = with_dictionaries(&self.table.query_schema(), &dictionaries).map_err(|c| {
+            DataFusionError::Plan(format!("column {c} of {} is not text", self.table))
+        })?;
         let projected = match &self.projection {
-            Some(p) => schema.project(p)?,
+            Some(p) => Arc::new(schema.project(p)?),
             None => schema,
         };
         self.properties = Arc::new(
             self.properties
                 .as_ref()
                 .clone()
-                .with_eq_properties(EquivalenceProperties::new(Arc::new(projected))),
+                .with_eq_properties(EquivalenceProperties::new(projected)),
         );
         self.dictionaries = dictionaries;
         Ok(self)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use armorlake_common::schema::with_dictionaries;
 use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, Result, plan_err};
@@ -97,16 +97,9 @@ impl LocalTable {
         limit: Option<usize>,
         dictionaries: &[usize],
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let stored = self.store.table().schema();
-        if let Some(&c) = dictionaries.iter().find(|&&c| {
-            stored
-                .fields()
-                .get(c)
-                .is_none_or(|f| f.data_type() != &DataType::Utf8)
-        }) {
-            return plan_err!("column {c} of {} is not text", self.store.table());
-        }
-        let schema = Arc::new(with_dictionaries(&self.schema(), dictionaries));
+        let table = self.store.table();
+        let not_text = |c: usize| plan_err!("column {c} of {table} is not text");
+        let schema = with_dictionaries(&self.schema(), dictionaries).or_else(not_text)?;
         let projected = match projection {
             Some(p) => Arc::new(schema.project(p)?),
             None => schema.clone(),
@@ -144,8 +137,10 @@ impl LocalTable {
             // The reader is told which columns to give as dictionaries by the file's Arrow
             // schema: every file is written in the table's stored schema. (Should that schema
             // ever gain a column, files written before it would need their own here.)
-            let file_schema = (!dictionaries.is_empty())
-                .then(|| Arc::new(with_dictionaries(&stored, dictionaries)));
+            let file_schema = match dictionaries.is_empty() {
+                true => None,
+                false => Some(with_dictionaries(&table.schema(), dictionaries).or_else(not_text)?),
+            };
             let files = snapshot
                 .files
                 .iter()
@@ -211,8 +206,8 @@ fn as_query_batch(
 }
 
 /// Keeps a snapshot's file on disk for as long as the plan reading it lives, even if
-/// compaction or retention removed it from the table meanwhile.
-/// The reader finds the file's path here.
+/// compaction or retention removed it from the table meanwhile; the reader reads the file
+/// at its path.
 #[derive(Debug)]
 pub(crate) struct FileLease(pub(crate) Arc<FileMeta>);
 
