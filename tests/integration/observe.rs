@@ -157,6 +157,7 @@ fn metrics_show_ingest_storage_queries_and_connections() {
     let reused = |m: &HashMap<String, f64>| sum(m, "armorlake_query_plans_reused_total", &[]);
     let kept = reused(&scrape(&metrics));
     assert!(kept >= reused(&after) + 2.0);
+    assert!(scrape(&metrics).contains_key("armorlake_query_physical_plans_reused_total"));
     // DISCARD PLANS drops them, as PostgreSQL's does.
     let out = psql(
         up.pg_port,
@@ -237,6 +238,15 @@ fn json_logs_carry_the_query_id_from_query_node_to_operator() {
     eventually(Duration::from_secs(60), "rows from the operator", || {
         (query_i64(port, sql) > 0).then_some(())
     });
+    // All 500 events in, and reported: a connection sending the statement again runs the
+    // physical plan it kept, and its fragments carry each run's own id.
+    eventually(Duration::from_secs(60), "every event stored", || {
+        (query_i64(port, "SELECT count(*) FROM logs WHERE true") >= 500).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let again = "SELECT count(*) FROM logs WHERE pod_name <> 'marker-7f3b'";
+    let out = psql(port, &["-A", "-t", "-c", again, "-c", again, "-c", again]);
+    assert!(out.status.success(), "{}", output_text(&out).1);
 
     // The query node logged the statement with its id …
     let query_lines = json_lines(&query_path);
@@ -252,18 +262,42 @@ fn json_logs_carry_the_query_id_from_query_node_to_operator() {
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
     }
     // … and the operator logged the fragment it ran for one of those ids.
+    let logged = |ids: &[&str], all: bool| {
+        let op_lines = json_lines(&op_path);
+        let ran = |id: &&str| {
+            op_lines.iter().any(|l| {
+                field(l, "message") == Some("running a scan fragment")
+                    && field(l, "query_id") == Some(id)
+            })
+        };
+        match all {
+            true => ids.iter().all(ran),
+            false => ids.iter().any(ran),
+        }
+    };
     eventually(
         Duration::from_secs(10),
         "the operator's fragment line",
-        || {
-            json_lines(&op_path)
-                .iter()
-                .any(|l| {
-                    field(l, "message") == Some("running a scan fragment")
-                        && field(l, "query_id").is_some_and(|id| ids.contains(&id))
-                })
-                .then_some(())
-        },
+        || logged(&ids, false).then_some(()),
+    );
+    // The statement sent again: its third run came from the kept physical plan, and the
+    // operator logged every run under that run's own id.
+    let again: Vec<&str> = query_lines
+        .iter()
+        .filter(|l| field(l, "message") == Some("query received"))
+        .filter(|l| field(l, "sql").is_some_and(|s| s.contains("marker-7f3b")))
+        .filter_map(|l| field(l, "query_id"))
+        .collect();
+    assert_eq!(again.len(), 3, "{again:?}");
+    let reran = query_lines.iter().any(|l| {
+        field(l, "message") == Some("running the kept physical plan")
+            && field(l, "query_id") == Some(again[2])
+    });
+    assert!(reran, "the third run did not use the kept physical plan");
+    eventually(
+        Duration::from_secs(10),
+        "the operator's fragment lines of every run",
+        || logged(&again, true).then_some(()),
     );
     // Every line on every node is JSON with a level and a target.
     for path in [&query_path, &op_path, &dir.path().join("master.log")] {

@@ -3,7 +3,8 @@
 //! a live member to serve it.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use armorlake_common::Table;
 use armorlake_meta::{MetaService, NodeInfo, Partition, Role};
@@ -146,7 +147,7 @@ impl ConfigExtension for ArmorlakeOptions {
 }
 
 /// An event table spanning every operator of the cluster.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ClusterTable {
     table: Table,
     meta: Arc<dyn MetaService>,
@@ -278,6 +279,16 @@ impl TableProvider for ClusterTable {
             .is_some_and(|o| o.allow_partial_results);
         let range = TimeRange::of(filters);
         let (slots, estimated_rows) = self.slots(range, allow_partial).await?;
+        let _ = ROUTES.try_with(|routes| {
+            let route = Route {
+                table: self.clone(),
+                range,
+                allow_partial,
+                slots: slots.clone(),
+                estimated_rows,
+            };
+            routes.lock().unwrap_or_else(|p| p.into_inner()).push(route);
+        });
         let reached = slots
             .iter()
             .flatten()
@@ -313,6 +324,46 @@ impl TableProvider for ClusterTable {
             None => scan,
         }))
     }
+}
+
+tokio::task_local! {
+    /// The routes the scans planned in this task took, when someone records them.
+    static ROUTES: Arc<Mutex<Vec<Route>>>;
+}
+
+/// How a table scan of a statement was routed: which member serves each operator cluster
+/// for its time range, and the rows the planner expected. A physical plan holds its routes
+/// in its scans, so it may run again only while they would come out the same.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    table: ClusterTable,
+    range: TimeRange,
+    allow_partial: bool,
+    slots: Vec<Option<TaskTarget>>,
+    estimated_rows: Option<u64>,
+}
+
+impl Route {
+    /// Whether a scan of the table planned now would be routed alike: the same clusters
+    /// (the partition map), the same live members (probed as planning probes them), the
+    /// same rows expected. Never for partial results, whose notices planning sends.
+    pub(crate) async fn holds(&self) -> bool {
+        if self.allow_partial {
+            return false;
+        }
+        match self.table.slots(self.range, false).await {
+            Ok((slots, rows)) => slots == self.slots && rows == self.estimated_rows,
+            Err(_) => false,
+        }
+    }
+}
+
+/// Plans with `planning`, returning its output and the routes its table scans took.
+pub(crate) async fn routed<T>(planning: impl Future<Output = T>) -> (T, Vec<Route>) {
+    let routes = Arc::new(Mutex::new(Vec::new()));
+    let output = ROUTES.scope(Arc::clone(&routes), planning).await;
+    let taken = std::mem::take(&mut *routes.lock().unwrap_or_else(|p| p.into_inner()));
+    (output, taken)
 }
 
 /// The rows of `table` that `operator` reported in partitions overlapping `range`; `None`

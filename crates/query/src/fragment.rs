@@ -93,6 +93,10 @@ struct FragmentTicket {
     /// operator that does not know the field sends views, which it takes too.
     #[prost(bool, tag = "3")]
     dictionaries: bool,
+    /// The statement the plan runs for, when it is not the one its scans were planned for
+    /// (a plan the connection kept and runs again); the operator logs it instead.
+    #[prost(string, tag = "4")]
+    query_id: String,
 }
 
 /// Replaces a plan whose scans all read one remote operator with an [`OperatorPlanExec`]
@@ -472,6 +476,8 @@ pub struct OperatorPlanExec {
     one_after_another: bool,
     channels: WorkerChannels,
     properties: Arc<PlanProperties>,
+    /// The statement it runs for, when not the one its fragments' scans were planned for.
+    query_id: Option<String>,
     metrics: ExecutionPlanMetricsSet,
 }
 
@@ -510,6 +516,19 @@ impl OperatorPlanExec {
             one_after_another,
             channels,
             properties,
+            query_id: None,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+
+    /// The same plan, not yet run, for the statement `query_id`.
+    pub(crate) fn rerun(&self, query_id: &str) -> OperatorPlanExec {
+        OperatorPlanExec {
+            fragments: self.fragments.clone(),
+            one_after_another: self.one_after_another,
+            channels: self.channels.clone(),
+            properties: Arc::clone(&self.properties),
+            query_id: Some(query_id.to_string()),
             metrics: ExecutionPlanMetricsSet::new(),
         }
     }
@@ -530,6 +549,7 @@ impl OperatorPlanExec {
             plan: fragment.encoded.clone(),
             memory_limit,
             dictionaries: true,
+            query_id: self.query_id.clone().unwrap_or_default(),
         };
         let ticket = Ticket {
             ticket: ticket.encode_to_vec().into(),
@@ -609,6 +629,13 @@ impl ExecutionPlan for OperatorPlanExec {
         _children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
+    }
+
+    fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(OperatorPlanExec {
+            query_id: self.query_id.clone(),
+            ..self.rerun("")
+        }))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -742,6 +769,19 @@ impl FragmentService {
         let plan =
             physical_plan_from_bytes_with_extension_codec(&ticket.plan, &self.ctx, &ArmorlakeCodec)
                 .map_err(|e| not_a_plan(&e))?;
+        let plan = match ticket.query_id.as_str() {
+            "" => plan,
+            id => {
+                plan.transform_up(|node| match node.downcast_ref::<OperatorScanExec>() {
+                    Some(scan) => Ok(Transformed::yes(
+                        Arc::new(scan.rerun(id)) as Arc<dyn ExecutionPlan>
+                    )),
+                    None => Ok(Transformed::no(node)),
+                })
+                .map_err(fragment_status)?
+                .data
+            }
+        };
         let ctx = match ticket.memory_limit {
             Some(bytes) => self.limited_to(bytes as usize).map_err(fragment_status)?,
             None => Arc::clone(&self.ctx),

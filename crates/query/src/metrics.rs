@@ -54,6 +54,15 @@ pub static PLANS_REUSED: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("a valid static metric")
 });
 
+/// Statements run from a physical plan their connection kept (see `pg/plans.rs`).
+pub static PHYSICAL_PLANS_REUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "armorlake_query_physical_plans_reused_total",
+        "Statements run again from the physical plan their connection kept, its scans routed as before"
+    )
+    .expect("a valid static metric")
+});
+
 /// Open client connections, by protocol.
 pub static CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
@@ -75,6 +84,7 @@ pub fn init() {
     }
     LazyLock::force(&QUERY_OPERATORS);
     LazyLock::force(&PLANS_REUSED);
+    LazyLock::force(&PHYSICAL_PLANS_REUSED);
 }
 
 /// A new query id: a random W3C trace id (32 lowercase hex digits).

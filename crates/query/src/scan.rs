@@ -222,6 +222,25 @@ impl OperatorScanExec {
     pub fn query_id(&self) -> &str {
         &self.query_id
     }
+
+    /// The same scan, not yet run, for the statement `query_id`: what one run keeps (the
+    /// local scan it built, its metrics) starts anew.
+    pub(crate) fn rerun(&self, query_id: &str) -> OperatorScanExec {
+        OperatorScanExec {
+            table: self.table,
+            projection: self.projection.clone(),
+            filters: self.filters.clone(),
+            limit: self.limit,
+            dictionaries: self.dictionaries.clone(),
+            tasks: self.tasks.clone(),
+            partitions: self.partitions,
+            query_id: query_id.to_string(),
+            estimated_rows: self.estimated_rows,
+            properties: Arc::clone(&self.properties),
+            local_plan: Arc::new(OnceCell::new()),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
 }
 
 impl DisplayAs for OperatorScanExec {
@@ -291,6 +310,10 @@ impl ExecutionPlan for OperatorScanExec {
         _children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
+    }
+
+    fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(self.rerun(&self.query_id)))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -391,5 +414,103 @@ impl ExecutionPlan for OperatorScanExec {
             schema,
             stream.boxed(),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use arrow::array::{RecordBatch, RecordBatchOptions};
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::physical_plan::collect;
+    use datafusion::physical_plan::execution_plan::reset_plan_states;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::*;
+
+    /// An operator whose scans read as many rows (of no column) as it holds when they start.
+    #[derive(Debug, Default)]
+    struct Growing {
+        rows: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl OperatorHandle for Growing {
+        async fn scan(
+            &self,
+            _state: &dyn Session,
+            table: Table,
+            projection: Option<&Vec<usize>>,
+            _filters: &[Expr],
+            _limit: Option<usize>,
+            _dictionaries: &[usize],
+        ) -> Result<Arc<dyn ExecutionPlan>> {
+            let columns = projection.cloned().unwrap_or_default();
+            let schema = Arc::new(table.query_schema().project(&columns)?);
+            let rows = self.rows.load(Ordering::SeqCst);
+            let options = RecordBatchOptions::new().with_row_count(Some(rows));
+            let batch = RecordBatch::try_new_with_options(Arc::clone(&schema), vec![], &options)?;
+            Ok(MemorySourceConfig::try_new_exec(
+                &[vec![batch]],
+                schema,
+                None,
+            )?)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scan_run_again_reads_the_rows_held_then() {
+        let growing = Arc::new(Growing::default());
+        growing.rows.store(3, Ordering::SeqCst);
+        let local = LocalOperator {
+            cluster: "east".into(),
+            handle: growing.clone(),
+        };
+        let config = SessionConfig::new().with_extension(Arc::new(local));
+        let ctx = SessionContext::new_with_config(config).task_ctx();
+        let rows = |plan: Arc<dyn ExecutionPlan>| {
+            let ctx = Arc::clone(&ctx);
+            async move {
+                let batches = collect(plan, ctx).await.unwrap();
+                batches.iter().map(RecordBatch::num_rows).sum::<usize>()
+            }
+        };
+        let target = TaskTarget {
+            cluster: "east".into(),
+            node: "op1".into(),
+            url: String::new(),
+        };
+        let scan = OperatorScanExec::new(
+            Table::Logs,
+            Some(vec![]),
+            vec![],
+            None,
+            vec![vec![target]],
+            2,
+        )
+        .unwrap()
+        .with_query_id("first".into());
+        let scan: Arc<dyn ExecutionPlan> = Arc::new(scan);
+        assert_eq!(rows(Arc::clone(&scan)).await, 3);
+
+        growing.rows.store(5, Ordering::SeqCst);
+        // One instance keeps the local scan its first run built (all its partitions read
+        // one snapshot) …
+        assert_eq!(rows(Arc::clone(&scan)).await, 3);
+        // … so a plan run again is rerun, or reset as DataFusion resets plans: a new local
+        // scan, the rows held now.
+        let rerun = scan
+            .downcast_ref::<OperatorScanExec>()
+            .unwrap()
+            .rerun("second");
+        assert_eq!(rerun.query_id(), "second");
+        assert_eq!(rows(Arc::new(rerun)).await, 5);
+        let reset = reset_plan_states(Arc::clone(&scan)).unwrap();
+        assert_eq!(
+            reset.downcast_ref::<OperatorScanExec>().unwrap().query_id(),
+            "first"
+        );
+        assert_eq!(rows(reset).await, 5);
     }
 }

@@ -1,10 +1,15 @@
 //! The optimized logical plans of the queries a connection ran, by statement text. A query
 //! the connection sends again, with the same text and under the same settings, skips
 //! parsing, SQL planning and the logical optimizer, as a prepared statement would;
-//! dashboards and pollers send the same text over and over. Physical planning is redone
-//! every run: which hours and operators the time range rules out, which operators are alive
-//! and which member serves, all come from the catalog and the cluster as they are at that
-//! run.
+//! dashboards and pollers send the same text over and over.
+//!
+//! The physical plan made from a kept plan is kept beside it with the routes its scans
+//! took ([`Route`]): which operator clusters the time range leaves in, which live member
+//! serves each, how many rows they reported. A later run checks those routes as planning
+//! would (the partition map, a probe of the members) and runs the kept physical plan again,
+//! its run state reset, only when they all come out the same; otherwise it plans anew.
+//! Plans that datafusion-distributed split into stages are not kept: their stages are
+//! assigned to workers when they run.
 //!
 //! Only plans that can give no other answer later are kept: plans over armorlake's event
 //! tables alone (the PostgreSQL catalog, `information_schema` and `armorlake.*` tables take
@@ -13,15 +18,25 @@
 //! from a text that holds one statement.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::analyze::AnalyzeExec;
+use datafusion::physical_plan::explain::ExplainExec;
+use datafusion_distributed::{
+    BroadcastExec, DistributedExec, DistributedLeafExec, NetworkBroadcastExec, NetworkCoalesceExec,
+    NetworkShuffleExec,
+};
 
-use crate::cluster::{ArmorlakeOptions, ClusterTable};
+use crate::cluster::{ArmorlakeOptions, ClusterTable, Route};
+use crate::fragment::OperatorPlanExec;
 use crate::go_on_while;
+use crate::scan::OperatorScanExec;
 
 /// How many plans a connection keeps; past it, the one used longest ago goes.
 const CAPACITY: usize = 32;
@@ -34,8 +49,62 @@ const LONGEST: usize = 64 << 10;
 struct Entry {
     plan: LogicalPlan,
     settings: ConfigOptions,
+    physical: Option<Physical>,
     /// When it was last used, in lookups of this cache.
     used: u64,
+}
+
+/// A physical plan made from a kept plan, and the routes its scans took.
+#[derive(Debug, Clone)]
+pub(crate) struct Physical {
+    plan: Arc<dyn ExecutionPlan>,
+    routes: Vec<Route>,
+}
+
+impl Physical {
+    /// `plan`, whose scans took `routes`, if it can run again (see the module's
+    /// documentation).
+    pub(crate) fn new(plan: &Arc<dyn ExecutionPlan>, routes: Vec<Route>) -> Option<Physical> {
+        // EXPLAIN [ANALYZE] tells how this run was planned; stages go to workers per run.
+        let planned_each_run = plan.exists(|node| {
+            Ok(node.is::<AnalyzeExec>()
+                || node.is::<ExplainExec>()
+                || node.is::<DistributedExec>()
+                || node.is::<NetworkShuffleExec>()
+                || node.is::<NetworkCoalesceExec>()
+                || node.is::<NetworkBroadcastExec>()
+                || node.is::<BroadcastExec>()
+                || node.is::<DistributedLeafExec>())
+        });
+        match planned_each_run {
+            Ok(false) if !routes.is_empty() => Some(Physical {
+                plan: Arc::clone(plan),
+                routes,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The plan, not yet run, for the statement `query_id`, if its routes still hold.
+    pub(crate) async fn rerun(&self, query_id: &str) -> Option<Arc<dyn ExecutionPlan>> {
+        for route in &self.routes {
+            if !route.holds().await {
+                return None;
+            }
+        }
+        let plan = Arc::clone(&self.plan).transform_up(|node| {
+            if let Some(scan) = node.downcast_ref::<OperatorScanExec>() {
+                return Ok(Transformed::yes(Arc::new(scan.rerun(query_id)) as _));
+            }
+            if let Some(gather) = node.downcast_ref::<OperatorPlanExec>() {
+                return Ok(Transformed::yes(Arc::new(gather.rerun(query_id)) as _));
+            }
+            node.reset_state().map(Transformed::yes)
+        });
+        let plan = plan.ok()?.data;
+        crate::metrics::PHYSICAL_PLANS_REUSED.inc();
+        Some(plan)
+    }
 }
 
 /// One connection's plans (see the module's documentation).
@@ -53,8 +122,13 @@ struct Inner {
 }
 
 impl Plans {
-    /// The optimized plan kept for `text` under exactly `settings`, if any.
-    pub(crate) fn get(&self, text: &str, settings: &ConfigOptions) -> Option<LogicalPlan> {
+    /// The optimized plan kept for `text` under exactly `settings`, if any, and the
+    /// physical plan kept with it.
+    pub(crate) fn get(
+        &self,
+        text: &str,
+        settings: &ConfigOptions,
+    ) -> Option<(LogicalPlan, Option<Physical>)> {
         if !enabled(settings) {
             return None;
         }
@@ -67,7 +141,18 @@ impl Plans {
         }
         entry.used = now;
         crate::metrics::PLANS_REUSED.inc();
-        Some(entry.plan.clone())
+        Some((entry.plan.clone(), entry.physical.clone()))
+    }
+
+    /// Keeps `physical` beside the plan kept for `text` under `settings`, which it was made
+    /// from.
+    pub(crate) fn keep_physical(&self, text: &str, settings: &ConfigOptions, physical: Physical) {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.entries.get_mut(text)
+            && same_settings(&entry.settings, settings)
+        {
+            entry.physical = Some(physical);
+        }
     }
 
     /// Says that the statement planned next comes from `text`, the whole of it (`None`: from
@@ -106,6 +191,7 @@ impl Plans {
         let entry = Entry {
             plan: optimized.clone(),
             settings: settings.clone(),
+            physical: None,
             used: inner.clock,
         };
         inner.entries.insert(text, entry);
@@ -273,8 +359,9 @@ mod tests {
         let sql = "SELECT pod_name FROM logs WHERE \"timestamp\" = '2026-12-05 01:00:00'";
         let optimized = plan(&ctx, &plans, sql).await;
         let settings = || ctx.state().config().options().clone();
-        let kept = plans.get(sql, &settings()).expect("kept");
+        let (kept, physical) = plans.get(sql, &settings()).expect("kept");
         assert_eq!(kept, optimized);
+        assert!(physical.is_none(), "no physical plan kept yet");
         assert!(
             plans
                 .get("SELECT pod_name FROM logs", &settings())

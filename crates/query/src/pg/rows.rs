@@ -30,7 +30,7 @@ use datafusion::common::ParamValues;
 use datafusion::execution::SessionState;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -138,10 +138,26 @@ async fn run(
 }
 
 /// Runs `plan`, optimized in `state`, with its columns in `format` (text or binary, as the
-/// client asked) and its values as `options` say. Rows all in text with `ISO` dates are
-/// written by [`encode`], the others by arrow-pg's encoder.
+/// client asked) and its values as `options` say.
 pub(crate) async fn respond(
     plan: LogicalPlan,
+    state: &SessionState,
+    format: &Format,
+    options: FormatOptions,
+) -> PgWireResult<Response> {
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&plan, state)
+        .await
+        .map_err(api_error)?;
+    respond_with(&plan, physical, state, format, options)
+}
+
+/// Runs `physical`, the physical plan of `plan`, as [`respond`] does. Rows all in text with
+/// `ISO` dates are written by [`encode`], the others by arrow-pg's encoder.
+pub(crate) fn respond_with(
+    plan: &LogicalPlan,
+    physical: Arc<dyn ExecutionPlan>,
     state: &SessionState,
     format: &Format,
     options: FormatOptions,
@@ -153,11 +169,6 @@ pub(crate) async fn respond(
         Some(Arc::new(options)),
     )?);
     let text = iso && fields.iter().all(|f| f.format() == FieldFormat::Text);
-    let physical = state
-        .query_planner()
-        .create_physical_plan(&plan, state)
-        .await
-        .map_err(api_error)?;
     let batches = execute_stream(physical, state.task_ctx()).map_err(api_error)?;
     let row_fields = fields.clone();
     let rows = batches
