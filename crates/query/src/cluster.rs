@@ -289,12 +289,7 @@ impl TableProvider for ClusterTable {
             };
             routes.lock().unwrap_or_else(|p| p.into_inner()).push(route);
         });
-        let reached = slots
-            .iter()
-            .flatten()
-            .filter(|t| !t.node.is_empty())
-            .count();
-        crate::metrics::QUERY_OPERATORS.observe(reached as f64);
+        observe_operators(&slots);
         let query_id = state
             .config()
             .get_extension::<crate::metrics::QueryId>()
@@ -356,6 +351,21 @@ impl Route {
             Err(_) => false,
         }
     }
+
+    /// Counts the run of a scan routed so, as planning it would have.
+    pub(crate) fn observe(&self) {
+        observe_operators(&self.slots);
+    }
+}
+
+/// Counts the operators a scan with `slots` reads from (`armorlake_query_operators`).
+fn observe_operators(slots: &[Option<TaskTarget>]) {
+    let reached = slots
+        .iter()
+        .flatten()
+        .filter(|t| !t.node.is_empty())
+        .count();
+    crate::metrics::QUERY_OPERATORS.observe(reached as f64);
 }
 
 /// Plans with `planning`, returning its output and the routes its table scans took.

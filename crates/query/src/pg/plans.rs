@@ -102,6 +102,7 @@ impl Physical {
             node.reset_state().map(Transformed::yes)
         });
         let plan = plan.ok()?.data;
+        self.routes.iter().for_each(Route::observe);
         crate::metrics::PHYSICAL_PLANS_REUSED.inc();
         Some(plan)
     }
