@@ -272,20 +272,22 @@ impl TableProvider for ClusterTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let allow_partial = state
-            .config_options()
-            .extensions
-            .get::<ArmorlakeOptions>()
-            .is_some_and(|o| o.allow_partial_results);
+        let options = state.config_options().extensions.get::<ArmorlakeOptions>();
+        let allow_partial = options.is_some_and(|o| o.allow_partial_results);
         let range = TimeRange::of(filters);
         let (slots, estimated_rows) = self.slots(range, allow_partial).await?;
         let _ = ROUTES.try_with(|routes| {
+            let raw_rows_limit = options
+                .map_or(ArmorlakeOptions::default().gather_raw_rows_limit, |o| {
+                    o.gather_raw_rows_limit
+                });
             let route = Route {
                 table: self.clone(),
                 range,
                 allow_partial,
                 slots: slots.clone(),
-                estimated_rows,
+                raw_rows_limit,
+                few: few(estimated_rows, raw_rows_limit),
             };
             routes.lock().unwrap_or_else(|p| p.into_inner()).push(route);
         });
@@ -327,27 +329,36 @@ tokio::task_local! {
 }
 
 /// How a table scan of a statement was routed: which member serves each operator cluster
-/// for its time range, and the rows the planner expected. A physical plan holds its routes
-/// in its scans, so it may run again only while they would come out the same.
+/// for its time range, and whether the rows the planner expected were few enough to gather
+/// raw (`armorlake.gather_raw_rows_limit`, the one use planning makes of them). A physical
+/// plan holds its routes in its scans, so it may run again only while they would come out
+/// the same.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
     table: ClusterTable,
     range: TimeRange,
     allow_partial: bool,
     slots: Vec<Option<TaskTarget>>,
-    estimated_rows: Option<u64>,
+    raw_rows_limit: u64,
+    few: bool,
+}
+
+/// Whether `estimated_rows` are known and at most `limit`, as `GatherFromOperators` asks.
+pub(crate) fn few(estimated_rows: Option<u64>, limit: u64) -> bool {
+    estimated_rows.is_some_and(|rows| rows <= limit)
 }
 
 impl Route {
     /// Whether a scan of the table planned now would be routed alike: the same clusters
-    /// (the partition map), the same live members (probed as planning probes them), the
-    /// same rows expected. Never for partial results, whose notices planning sends.
+    /// (the partition map), the same live members (probed as planning probes them), on the
+    /// same side of the raw-rows limit (rows arriving between runs move only the
+    /// estimate). Never for partial results, whose notices planning sends.
     pub(crate) async fn holds(&self) -> bool {
         if self.allow_partial {
             return false;
         }
         match self.table.slots(self.range, false).await {
-            Ok((slots, rows)) => slots == self.slots && rows == self.estimated_rows,
+            Ok((slots, rows)) => slots == self.slots && few(rows, self.raw_rows_limit) == self.few,
             Err(_) => false,
         }
     }

@@ -193,9 +193,7 @@ impl GatherFromOperators {
         raw_rows_limit: u64,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         if let Some((scan, reduces)) = stretch_scan(node) {
-            let few = scan
-                .estimated_rows
-                .is_some_and(|rows| rows <= raw_rows_limit);
+            let few = crate::cluster::few(scan.estimated_rows, raw_rows_limit);
             return match reduces || few {
                 true => self.scatter(node, scan),
                 false => Ok(None),
