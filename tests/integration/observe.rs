@@ -254,12 +254,16 @@ fn json_logs_carry_the_query_id_from_query_node_to_operator() {
 
     // The query node logged the statement with its id …
     let query_lines = json_lines(&query_path);
-    let ids: Vec<&str> = query_lines
-        .iter()
-        .filter(|l| field(l, "message") == Some("query received"))
-        .filter(|l| field(l, "sql").is_some_and(|s| s.contains("marker-7f3a")))
-        .filter_map(|l| field(l, "query_id"))
-        .collect();
+    // The ids of the statements received whose text holds `marker`, in order.
+    let received = |marker: &str| -> Vec<&str> {
+        query_lines
+            .iter()
+            .filter(|l| field(l, "message") == Some("query received"))
+            .filter(|l| field(l, "sql").is_some_and(|s| s.contains(marker)))
+            .filter_map(|l| field(l, "query_id"))
+            .collect()
+    };
+    let ids = received("marker-7f3a");
     assert!(!ids.is_empty(), "no query line on the query node");
     for id in &ids {
         assert_eq!(id.len(), 32, "{id} is not a W3C trace id");
@@ -286,12 +290,7 @@ fn json_logs_carry_the_query_id_from_query_node_to_operator() {
     );
     // The statement sent again: its third run came from the kept physical plan, and the
     // operator logged every run under that run's own id.
-    let again: Vec<&str> = query_lines
-        .iter()
-        .filter(|l| field(l, "message") == Some("query received"))
-        .filter(|l| field(l, "sql").is_some_and(|s| s.contains("marker-7f3b")))
-        .filter_map(|l| field(l, "query_id"))
-        .collect();
+    let again = received("marker-7f3b");
     assert_eq!(again.len(), 3, "{again:?}");
     let reran = query_lines.iter().any(|l| {
         field(l, "message") == Some("running the kept physical plan")

@@ -292,11 +292,7 @@ impl TableProvider for ClusterTable {
             routes.lock().unwrap_or_else(|p| p.into_inner()).push(route);
         });
         observe_operators(&slots);
-        let query_id = state
-            .config()
-            .get_extension::<crate::metrics::QueryId>()
-            .map(|id| id.0.clone())
-            .unwrap_or_default();
+        let query_id = crate::metrics::QueryId::of(state.config());
         if slots.iter().all(Option::is_none) {
             let schema = self.schema();
             let projected = match projection {

@@ -519,14 +519,15 @@ impl OperatorPlanExec {
         }
     }
 
-    /// The same plan, not yet run, for the statement `query_id`.
-    pub(crate) fn rerun(&self, query_id: &str) -> OperatorPlanExec {
+    /// The same plan, not yet run, for the statement `query_id` (`None`: the one its
+    /// fragments were planned for).
+    pub(crate) fn rerun(&self, query_id: Option<String>) -> OperatorPlanExec {
         OperatorPlanExec {
             fragments: self.fragments.clone(),
             one_after_another: self.one_after_another,
             channels: self.channels.clone(),
             properties: Arc::clone(&self.properties),
-            query_id: Some(query_id.to_string()),
+            query_id,
             metrics: ExecutionPlanMetricsSet::new(),
         }
     }
@@ -630,10 +631,7 @@ impl ExecutionPlan for OperatorPlanExec {
     }
 
     fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(OperatorPlanExec {
-            query_id: self.query_id.clone(),
-            ..self.rerun("")
-        }))
+        Ok(Arc::new(self.rerun(self.query_id.clone())))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

@@ -96,6 +96,16 @@ pub fn new_query_id() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryId(pub String);
 
+impl QueryId {
+    /// The id of the statement `config` is for (empty when untagged).
+    pub fn of(config: &datafusion::prelude::SessionConfig) -> String {
+        config
+            .get_extension::<QueryId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// How a statement ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -21,9 +21,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::default_table_source::source_as_provider;
+use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::tree_node::TreeNode;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::analyze::AnalyzeExec;
@@ -36,6 +38,7 @@ use datafusion_distributed::{
 use crate::cluster::{ArmorlakeOptions, ClusterTable, Route};
 use crate::fragment::OperatorPlanExec;
 use crate::go_on_while;
+use crate::metrics::QueryId;
 use crate::scan::OperatorScanExec;
 
 /// How many plans a connection keeps; past it, the one used longest ago goes.
@@ -85,8 +88,10 @@ impl Physical {
         }
     }
 
-    /// The plan, not yet run, for the statement `query_id`, if its routes still hold.
-    pub(crate) async fn rerun(&self, query_id: &str) -> Option<Arc<dyn ExecutionPlan>> {
+    /// The plan, not yet run, for the statement `query_id`, if its routes still hold. (A
+    /// route that cannot be checked, or a node that cannot be reset, means planning anew,
+    /// which reports the error if there is one.)
+    async fn rerun(&self, query_id: &str) -> Option<Arc<dyn ExecutionPlan>> {
         for route in &self.routes {
             if !route.holds().await {
                 return None;
@@ -97,6 +102,7 @@ impl Physical {
                 return Ok(Transformed::yes(Arc::new(scan.rerun(query_id)) as _));
             }
             if let Some(gather) = node.downcast_ref::<OperatorPlanExec>() {
+                let query_id = Some(query_id.to_string());
                 return Ok(Transformed::yes(Arc::new(gather.rerun(query_id)) as _));
             }
             node.reset_state().map(Transformed::yes)
@@ -145,9 +151,34 @@ impl Plans {
         Some((entry.plan.clone(), entry.physical.clone()))
     }
 
+    /// The physical plan of `plan`, the plan kept for `text`, for this run in `state`: the
+    /// one `kept` beside it run again when its routes hold, else one planned now and kept.
+    pub(crate) async fn physical(
+        &self,
+        text: &str,
+        plan: &LogicalPlan,
+        kept: Option<Physical>,
+        state: &SessionState,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let query_id = QueryId::of(state.config());
+        if let Some(kept) = kept
+            && let Some(physical) = kept.rerun(&query_id).await
+        {
+            tracing::debug!(query_id = %query_id, "running the kept physical plan");
+            return Ok(physical);
+        }
+        let planning = state.query_planner().create_physical_plan(plan, state);
+        let (physical, routes) = crate::cluster::routed(planning).await;
+        let physical = physical?;
+        if let Some(kept) = Physical::new(&physical, routes) {
+            self.keep_physical(text, state.config().options(), kept);
+        }
+        Ok(physical)
+    }
+
     /// Keeps `physical` beside the plan kept for `text` under `settings`, which it was made
     /// from.
-    pub(crate) fn keep_physical(&self, text: &str, settings: &ConfigOptions, physical: Physical) {
+    fn keep_physical(&self, text: &str, settings: &ConfigOptions, physical: Physical) {
         let mut inner = self.lock();
         if let Some(entry) = inner.entries.get_mut(text)
             && same_settings(&entry.settings, settings)

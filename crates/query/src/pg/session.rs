@@ -41,7 +41,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use super::cancel::Registration;
 use super::error;
 use super::output;
-use super::plans::{self, Physical, Plans};
+use super::plans::{self, Plans};
 use crate::QueryEngine;
 use crate::metrics::{Observed, Outcome, QueryTimer, new_query_id};
 use crate::runtime::InRuntime;
@@ -361,31 +361,11 @@ impl Session {
             if let Some((plan, physical)) = kept {
                 // The statement's own state: its start time, the settings just compared.
                 let state = self.ctx.state();
-                let query_id = state
-                    .config()
-                    .get_extension::<crate::metrics::QueryId>()
-                    .map(|id| id.0.clone())
-                    .unwrap_or_default();
-                let rerun = match &physical {
-                    Some(physical) => physical.rerun(&query_id).await,
-                    None => None,
-                };
-                let physical = match rerun {
-                    Some(physical) => {
-                        tracing::debug!(query_id = %query_id, "running the kept physical plan");
-                        physical
-                    }
-                    None => {
-                        let planning = state.query_planner().create_physical_plan(&plan, &state);
-                        let (physical, routes) = crate::cluster::routed(planning).await;
-                        let physical = physical.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-                        if let Some(kept) = Physical::new(&physical, routes) {
-                            self.plans
-                                .keep_physical(query, state.config().options(), kept);
-                        }
-                        physical
-                    }
-                };
+                let physical = self
+                    .plans
+                    .physical(query, &plan, physical, &state)
+                    .await
+                    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
                 let options = FormatOptions::from_client_metadata(client.metadata());
                 let text = Format::UnifiedText;
                 return Ok(vec![super::rows::respond_with(
