@@ -173,6 +173,34 @@ fn metrics_show_ingest_storage_queries_and_connections() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(reused(&scrape(&metrics)), kept);
+
+    // A prepared statement (the extended protocol, as drivers send their queries) keeps its
+    // plans too: of three executions, the second and third run the physical plan the first
+    // made, and read the rows that arrived since.
+    let before = physical(&scrape(&metrics));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let counts: Vec<i64> = runtime.block_on(async {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=armorlake dbname=kubearmor",
+            up.pg_port
+        );
+        let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let statement = client.prepare(again).await.unwrap();
+        let mut counts = Vec::new();
+        for _ in 0..3 {
+            counts.push(client.query_one(&statement, &[]).await.unwrap().get(0));
+        }
+        counts
+    });
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert!(counts[0] > 0, "{counts:?}");
+    assert!(physical(&scrape(&metrics)) >= before + 2.0);
 }
 
 /// Every line of `path` as JSON (every line must parse).

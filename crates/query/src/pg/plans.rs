@@ -16,6 +16,10 @@
 //! their contents when they are planned), whose functions are all immutable (the optimizer
 //! folds `now()` and the other stable functions into constants), with no session variables,
 //! from a text that holds one statement.
+//!
+//! A prepared statement's plan (the extended protocol) is kept apart from the simple
+//! protocol's plan of the same text: it was planned when the statement was parsed, under
+//! the settings of that moment, and is optimized under those of its Execute.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +50,16 @@ const CAPACITY: usize = 32;
 
 /// The longest text whose plan is kept (64 KiB): a key is the whole text.
 const LONGEST: usize = 64 << 10;
+
+/// The protocol whose statements a plan serves (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Protocol {
+    Simple,
+    Extended,
+}
+
+/// What a plan is kept under: its protocol and the statement's whole text.
+type Key = (Protocol, String);
 
 /// A plan as it was optimized, and the settings it was planned under.
 #[derive(Debug)]
@@ -122,17 +136,18 @@ pub(crate) struct Plans {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Key, Entry>,
     clock: u64,
     /// The text of the statement being planned, when it holds that statement alone.
     planning: Option<String>,
 }
 
 impl Plans {
-    /// The optimized plan kept for `text` under exactly `settings`, if any, and the
-    /// physical plan kept with it.
+    /// The optimized plan kept for `text` of `protocol` under exactly `settings`, if any,
+    /// and the physical plan kept with it.
     pub(crate) fn get(
         &self,
+        protocol: Protocol,
         text: &str,
         settings: &ConfigOptions,
     ) -> Option<(LogicalPlan, Option<Physical>)> {
@@ -142,7 +157,7 @@ impl Plans {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
-        let entry = inner.entries.get_mut(text)?;
+        let entry = inner.entries.get_mut(&(protocol, text.to_string()))?;
         if !same_settings(&entry.settings, settings) {
             return None;
         }
@@ -151,10 +166,12 @@ impl Plans {
         Some((entry.plan.clone(), entry.physical.clone()))
     }
 
-    /// The physical plan of `plan`, the plan kept for `text`, for this run in `state`: the
-    /// one `kept` beside it run again when its routes hold, else one planned now and kept.
+    /// The physical plan of `plan`, the plan kept for `text` of `protocol`, for this run in
+    /// `state`: the one `kept` beside it run again when its routes hold, else one planned
+    /// now and kept.
     pub(crate) async fn physical(
         &self,
+        protocol: Protocol,
         text: &str,
         plan: &LogicalPlan,
         kept: Option<Physical>,
@@ -171,16 +188,16 @@ impl Plans {
         let (physical, routes) = crate::cluster::routed(planning).await;
         let physical = physical?;
         if let Some(kept) = Physical::new(&physical, routes) {
-            self.keep_physical(text, state.config().options(), kept);
+            self.keep_physical((protocol, text.to_string()), state.config().options(), kept);
         }
         Ok(physical)
     }
 
-    /// Keeps `physical` beside the plan kept for `text` under `settings`, which it was made
+    /// Keeps `physical` beside the plan kept under `key` and `settings`, which it was made
     /// from.
-    fn keep_physical(&self, text: &str, settings: &ConfigOptions, physical: Physical) {
+    fn keep_physical(&self, key: Key, settings: &ConfigOptions, physical: Physical) {
         let mut inner = self.lock();
-        if let Some(entry) = inner.entries.get_mut(text)
+        if let Some(entry) = inner.entries.get_mut(&key)
             && same_settings(&entry.settings, settings)
         {
             entry.physical = Some(physical);
@@ -190,26 +207,38 @@ impl Plans {
     /// Says that the statement planned next comes from `text`, the whole of it (`None`: from
     /// a text holding more than one statement, whose plans are not kept).
     pub(crate) fn planning(&self, text: Option<&str>) {
-        self.lock().planning = text.filter(|t| t.len() <= LONGEST).map(str::to_string);
+        self.lock().planning = text.map(str::to_string);
     }
 
-    /// Keeps `optimized`, the plan of the statement whose text [`Plans::planning`] gave,
-    /// under `settings`, if `planned` (the same plan before the optimizer) can give no other
-    /// answer on a later run.
+    /// Keeps `optimized`, the plan of the simple protocol's statement whose text
+    /// [`Plans::planning`] gave, as [`Plans::keep_as`] does.
     pub(crate) fn keep(
         &self,
         settings: &ConfigOptions,
         planned: &LogicalPlan,
         optimized: &LogicalPlan,
     ) {
-        let mut inner = self.lock();
-        let Some(text) = inner.planning.take() else {
-            return;
-        };
-        if !enabled(settings) || !reusable(planned) {
+        let text = self.lock().planning.take();
+        if let Some(text) = text {
+            self.keep_as((Protocol::Simple, text), settings, planned, optimized);
+        }
+    }
+
+    /// Keeps `optimized` under `key` and `settings`, if `planned` (the same plan before the
+    /// optimizer) can give no other answer on a later run and the text is not longer than
+    /// [`LONGEST`].
+    pub(crate) fn keep_as(
+        &self,
+        key: Key,
+        settings: &ConfigOptions,
+        planned: &LogicalPlan,
+        optimized: &LogicalPlan,
+    ) {
+        if key.1.len() > LONGEST || !enabled(settings) || !reusable(planned) {
             return;
         }
-        if inner.entries.len() >= CAPACITY && !inner.entries.contains_key(&text) {
+        let mut inner = self.lock();
+        if inner.entries.len() >= CAPACITY && !inner.entries.contains_key(&key) {
             let oldest = inner
                 .entries
                 .iter()
@@ -226,7 +255,7 @@ impl Plans {
             physical: None,
             used: inner.clock,
         };
-        inner.entries.insert(text, entry);
+        inner.entries.insert(key, entry);
     }
 
     /// Drops every kept plan (`DISCARD PLANS`, `DISCARD ALL`).
@@ -380,7 +409,11 @@ mod tests {
             let plans = Plans::default();
             plan(&ctx, &plans, sql).await;
             let settings = ctx.state().config().options().clone();
-            assert_eq!(plans.get(sql, &settings).is_some(), kept, "{sql}");
+            assert_eq!(
+                plans.get(Protocol::Simple, sql, &settings).is_some(),
+                kept,
+                "{sql}"
+            );
         }
     }
 
@@ -391,35 +424,42 @@ mod tests {
         let sql = "SELECT pod_name FROM logs WHERE \"timestamp\" = '2026-12-05 01:00:00'";
         let optimized = plan(&ctx, &plans, sql).await;
         let settings = || ctx.state().config().options().clone();
-        let (kept, physical) = plans.get(sql, &settings()).expect("kept");
+        let (kept, physical) = plans.get(Protocol::Simple, sql, &settings()).expect("kept");
         assert_eq!(kept, optimized);
         assert!(physical.is_none(), "no physical plan kept yet");
         assert!(
             plans
-                .get("SELECT pod_name FROM logs", &settings())
+                .get(Protocol::Simple, "SELECT pod_name FROM logs", &settings())
                 .is_none()
         );
 
         // Only a text holding one statement is a key.
         let two = "SELECT pod_name FROM logs; SELECT pod_name FROM alerts";
         plan(&ctx, &plans, two).await;
-        assert!(plans.get(two, &settings()).is_none());
+        assert!(plans.get(Protocol::Simple, two, &settings()).is_none());
         // And not a longer one than LONGEST.
         let long = format!("SELECT pod_name FROM logs -- {}", "x".repeat(LONGEST));
         plan(&ctx, &plans, &long).await;
-        assert!(plans.get(&long, &settings()).is_none());
+        assert!(plans.get(Protocol::Simple, &long, &settings()).is_none());
 
         // The literal's time zone is the session's: another zone, another plan.
         let before = settings();
         set(&ctx, "datafusion.execution.time_zone", "+02:00");
-        assert!(plans.get(sql, &settings()).is_none());
-        assert!(plans.get(sql, &before).is_some());
+        assert!(plans.get(Protocol::Simple, sql, &settings()).is_none());
+        assert!(plans.get(Protocol::Simple, sql, &before).is_some());
 
         set(&ctx, "armorlake.reuse_plans", "off");
-        assert!(plans.get(sql, &settings()).is_none());
+        assert!(plans.get(Protocol::Simple, sql, &settings()).is_none());
+
+        // A prepared statement of the same text has a plan of its own.
+        assert!(plans.get(Protocol::Extended, sql, &before).is_none());
+        let key = (Protocol::Extended, sql.to_string());
+        plans.keep_as(key, &before, &optimized, &optimized);
+        assert!(plans.get(Protocol::Extended, sql, &before).is_some());
 
         plans.clear();
-        assert!(plans.get(sql, &before).is_none());
+        assert!(plans.get(Protocol::Simple, sql, &before).is_none());
+        assert!(plans.get(Protocol::Extended, sql, &before).is_none());
     }
 
     #[test]
@@ -441,13 +481,13 @@ mod tests {
         for (i, sql) in texts.iter().enumerate() {
             if i == CAPACITY {
                 // The first is used again, so the second is the oldest when one must go.
-                assert!(plans.get(&texts[0], &settings).is_some());
+                assert!(plans.get(Protocol::Simple, &texts[0], &settings).is_some());
             }
             plan(&ctx, &plans, sql).await;
         }
         let kept: Vec<bool> = texts
             .iter()
-            .map(|sql| plans.get(sql, &settings).is_some())
+            .map(|sql| plans.get(Protocol::Simple, sql, &settings).is_some())
             .collect();
         assert!(kept[0]);
         assert!(!kept[1]);

@@ -139,7 +139,7 @@ async fn run(
 
 /// Runs `plan`, optimized in `state`, with its columns in `format` (text or binary, as the
 /// client asked) and its values as `options` say.
-pub(crate) async fn respond(
+async fn respond(
     plan: LogicalPlan,
     state: &SessionState,
     format: &Format,

@@ -41,7 +41,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use super::cancel::Registration;
 use super::error;
 use super::output;
-use super::plans::{self, Plans};
+use super::plans::{self, Plans, Protocol};
 use crate::QueryEngine;
 use crate::metrics::{Observed, Outcome, QueryTimer, new_query_id};
 use crate::runtime::InRuntime;
@@ -356,14 +356,15 @@ impl Session {
             let kept = {
                 let state = self.ctx.state_ref();
                 let settings = state.read();
-                self.plans.get(query, settings.config().options())
+                let options = settings.config().options();
+                self.plans.get(Protocol::Simple, query, options)
             };
             if let Some((plan, physical)) = kept {
                 // The statement's own state: its start time, the settings just compared.
                 let state = self.ctx.state();
                 let physical = self
                     .plans
-                    .physical(query, &plan, physical, &state)
+                    .physical(Protocol::Simple, query, &plan, physical, &state)
                     .await
                     .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
                 let options = FormatOptions::from_client_metadata(client.metadata());
@@ -380,9 +381,11 @@ impl Session {
     }
 
     /// Runs `portal` (a bound statement of the extended protocol). A query without
-    /// parameters runs from the plan its Parse made, optimized once; datafusion-postgres would
-    /// optimize it twice (itself, then again inside `DataFrame::execute_stream`). Anything
-    /// else goes to datafusion-postgres.
+    /// parameters runs from the plan its Parse made, optimized once (datafusion-postgres
+    /// would optimize it twice: itself, then again inside `DataFrame::execute_stream`), and
+    /// is kept with its physical plan as the simple protocol's queries are, so that
+    /// executing the statement again plans nothing. Anything else goes to
+    /// datafusion-postgres.
     async fn extended<C>(
         &self,
         service: &DfSessionService,
@@ -398,18 +401,31 @@ impl Session {
     {
         // Refused statements never became portals (`readonly.rs` refuses them on Parse); a
         // failed transaction refuses queries (datafusion-postgres' transaction hook).
-        if let (_, Some((Statement::Query(_), plan))) = &portal.statement.statement
+        if let (text, Some((Statement::Query(_), planned))) = &portal.statement.statement
             && portal.parameter_len() == 0
-            && plan.get_parameter_types().is_ok_and(|p| p.is_empty())
+            && planned.get_parameter_types().is_ok_and(|p| p.is_empty())
             && client.transaction_status() != TransactionStatus::Error
         {
+            let api_error = |e| PgWireError::ApiError(Box::new(e));
             let state = self.ctx.state();
-            let optimized = state
-                .optimize(plan)
-                .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            let settings = state.config().options();
+            let (plan, physical) = match self.plans.get(Protocol::Extended, text, settings) {
+                Some(kept) => kept,
+                None => {
+                    let optimized = state.optimize(planned).map_err(api_error)?;
+                    let key = (Protocol::Extended, text.clone());
+                    self.plans.keep_as(key, settings, planned, &optimized);
+                    (optimized, None)
+                }
+            };
+            let physical = self
+                .plans
+                .physical(Protocol::Extended, text, &plan, physical, &state)
+                .await
+                .map_err(api_error)?;
             let options = FormatOptions::from_client_metadata(client.metadata());
             let format = &portal.result_column_format;
-            return super::rows::respond(optimized, &state, format, options).await;
+            return super::rows::respond_with(&plan, physical, &state, format, options);
         }
         ExtendedQueryHandler::do_query(service, client, portal, max_rows).await
     }
