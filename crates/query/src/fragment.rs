@@ -778,6 +778,9 @@ impl FragmentService {
                 .data
             }
         };
+        // Conditions on text decided per dictionary value, here where the scan runs.
+        let plan =
+            crate::dictionary_filter::over_dictionaries(plan, |_| true).map_err(fragment_status)?;
         let ctx = match ticket.memory_limit {
             Some(bytes) => self.limited_to(bytes as usize).map_err(fragment_status)?,
             None => Arc::clone(&self.ctx),

@@ -13,6 +13,7 @@ pub mod channels;
 pub mod cluster;
 pub mod codec;
 pub mod count_by_text;
+pub mod dictionary_filter;
 pub mod distribute;
 pub mod eager_aggregate;
 pub mod flight;
