@@ -219,6 +219,20 @@ fn a_cluster_answers_like_one_node_prunes_and_fails_over() {
         on_operators.contains("OperatorScanExec: table=logs, projection=[namespace_name], dictionaries=[namespace_name]"),
         "the scan below reads the group as a dictionary: {by_text}"
     );
+    // Where the scan runs (here `up`'s own plan), a distinct count reads the Parquet
+    // dictionary pages alone, and a condition on a text column is decided per dictionary
+    // value (the slt answers above check both against PostgreSQL).
+    let plan = |sql: &str| query(up.pg_port, &format!("EXPLAIN {sql}")).join("\n");
+    let distinct = plan("SELECT count(DISTINCT pod_name) FROM logs");
+    assert!(
+        distinct.contains("dictionaries=[pod_name], distinct values"),
+        "{distinct}"
+    );
+    let filtered = plan("SELECT pid, pod_name FROM logs WHERE operation = 'File'");
+    assert!(
+        filtered.contains("per value") && filtered.contains("dictionaries=[operation]"),
+        "{filtered}"
+    );
     let kept = QUERIES
         .iter()
         .find(|q| q.contains("pod_name <> ''"))

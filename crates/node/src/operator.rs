@@ -296,4 +296,15 @@ impl OperatorHandle for StoreScan {
             .scan_with_dictionaries(state, projection, filters, limit, dictionaries)
             .await
     }
+
+    async fn distinct_text(
+        &self,
+        state: &dyn Session,
+        table: Table,
+        column: usize,
+    ) -> datafusion::error::Result<Option<Arc<dyn ExecutionPlan>>> {
+        LocalTable::new(self.0.table(table).clone())
+            .distinct_text(state, column)
+            .await
+    }
 }

@@ -93,6 +93,34 @@ impl PhysicalOptimizerRule for CountByText {
     }
 }
 
+/// `plan` with each [`CountByTextExec`] that counts nothing (`count(DISTINCT t)`, `SELECT
+/// DISTINCT t`) over a scan of `t` alone, read as a dictionary, fed only the distinct values
+/// of `t` the storage tells from its dictionary pages, where `applies` to the scan (see
+/// [`crate::local`]). The groups are the same: each value at least once.
+pub(crate) fn distinct_from_dictionaries(
+    plan: Arc<dyn ExecutionPlan>,
+    applies: &impl Fn(&OperatorScanExec) -> bool,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let Some(count) = node.downcast_ref::<CountByTextExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let Some(scan) = crate::local::scan_in(&count.input) else {
+            return Ok(Transformed::no(node));
+        };
+        if !count.counts.is_empty() || count.keep.is_some() || !applies(scan) {
+            return Ok(Transformed::no(node));
+        }
+        let Some(scan) = scan.distinct_values()? else {
+            return Ok(Transformed::no(node));
+        };
+        let input = crate::local::with_scan(&count.input, scan);
+        let exec = CountByTextExec::try_new(input, count.group, vec![], count.schema())?;
+        Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
+    })
+    .map(|t| t.data)
+}
+
 /// A partial aggregate: per input partition, the distinct values of one text column, each
 /// with a count per counted expression. Its output is that of the `AggregateExec` it stands
 /// for (the group, then one `Int64` state per count), so the final aggregate is DataFusion's.

@@ -11,8 +11,8 @@
 //! text column the scan gives as views that a condition reads alone (and none together
 //! with another column) is read as a dictionary, each such condition is wrapped in a
 //! [`PerDictionaryValue`], and a projection above the filter casts the kept columns back.
-//! It runs where the scan does: on an operator, on the fragments it decodes, and in `up`
-//! ([`DictionaryFilters`]), so the expression never crosses the network.
+//! It runs where the scan does (see [`crate::local`]), so the expression never crosses the
+//! network.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -25,58 +25,28 @@ use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result};
-use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{CastExpr, Column};
 use datafusion::physical_expr::utils::{collect_columns, conjunction, split_conjunction};
 use datafusion::physical_expr_common::physical_expr::{fmt_sql, is_volatile};
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::ProjectionExec;
 
 use crate::scan::OperatorScanExec;
 
-/// [`over_dictionaries`] for the scans that read this process's own operator (`up`); on a
-/// query node the scans read other processes, which do it themselves.
-#[derive(Debug, Default)]
-pub struct DictionaryFilters;
-
-impl PhysicalOptimizerRule for DictionaryFilters {
-    fn optimize(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        over_dictionaries(plan, |scan| {
-            scan.tasks()
-                .iter()
-                .flatten()
-                .all(|target| target.url.is_empty())
-        })
-    }
-
-    fn name(&self) -> &str {
-        "armorlake_dictionary_filters"
-    }
-
-    fn schema_check(&self) -> bool {
-        true
-    }
-}
-
-/// `plan` with each `FilterExec` directly over an [`OperatorScanExec`] that `applies` to
+/// `plan` with each `FilterExec` right over an [`OperatorScanExec`] that `applies` to
 /// deciding its conditions on text per dictionary value (see the module's documentation).
 pub(crate) fn over_dictionaries(
     plan: Arc<dyn ExecutionPlan>,
-    applies: impl Fn(&OperatorScanExec) -> bool,
+    applies: &impl Fn(&OperatorScanExec) -> bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
         let Some(filter) = node.downcast_ref::<FilterExec>() else {
             return Ok(Transformed::no(node));
         };
-        let Some(scan) = filter.input().downcast_ref::<OperatorScanExec>() else {
+        let Some(scan) = crate::local::scan_in(filter.input()) else {
             return Ok(Transformed::no(node));
         };
         if !applies(scan) {
@@ -154,7 +124,7 @@ fn per_dictionary_value(
         })
         .collect::<Result<Vec<_>>>()?;
     let reading = FilterExecBuilder::from(filter)
-        .with_input(Arc::new(scan))
+        .with_input(crate::local::with_scan(filter.input(), scan))
         .with_predicate(conjunction(conditions))
         .build()?;
 
@@ -317,6 +287,7 @@ mod tests {
     use datafusion::common::DFSchema;
     use datafusion::datasource::memory::MemorySourceConfig;
     use datafusion::logical_expr::Expr;
+    use datafusion::physical_plan::coop::CooperativeExec;
     use datafusion::physical_plan::{collect, displayable};
     use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
 
@@ -471,12 +442,22 @@ mod tests {
                 let plan = filter(&ctx, condition.clone(), &projection);
                 let expected = rows(&ctx, Arc::clone(&plan)).await;
                 assert!(!expected.is_empty(), "{what}");
-                let rewritten = over_dictionaries(Arc::clone(&plan), |_| true).unwrap();
-                let shown = displayable(rewritten.as_ref()).indent(false).to_string();
-                assert!(shown.contains("per value"), "{what}:\n{shown}");
-                assert!(shown.contains("dictionaries=["), "{what}:\n{shown}");
-                assert_eq!(rewritten.schema(), plan.schema(), "{what}");
-                assert_eq!(rows(&ctx, rewritten).await, expected, "{what}");
+                // The scan as DataFusion leaves it in a plan: under a `CooperativeExec`.
+                let scan = Arc::clone(plan.children()[0]);
+                let reading = plan.downcast_ref::<FilterExec>().unwrap();
+                let cooperative = FilterExecBuilder::from(reading)
+                    .with_input(Arc::new(CooperativeExec::new(scan)))
+                    .build()
+                    .unwrap();
+                let cooperative = Arc::new(cooperative) as Arc<dyn ExecutionPlan>;
+                for plan in [plan, cooperative] {
+                    let rewritten = over_dictionaries(Arc::clone(&plan), &|_| true).unwrap();
+                    let shown = displayable(rewritten.as_ref()).indent(false).to_string();
+                    assert!(shown.contains("per value"), "{what}:\n{shown}");
+                    assert!(shown.contains("dictionaries=["), "{what}:\n{shown}");
+                    assert_eq!(rewritten.schema(), plan.schema(), "{what}");
+                    assert_eq!(rows(&ctx, rewritten).await, expected, "{what}");
+                }
             }
         }
     }
@@ -491,12 +472,12 @@ mod tests {
                 .and(datafusion::functions::expr_fn::random().lt(lit(2.0))),
         ] {
             let plan = filter(&ctx, condition.clone(), &[0, 1, 2]);
-            let rewritten = over_dictionaries(Arc::clone(&plan), |_| true).unwrap();
+            let rewritten = over_dictionaries(Arc::clone(&plan), &|_| true).unwrap();
             assert!(Arc::ptr_eq(&plan, &rewritten), "{condition}");
         }
         // Nor where the rule does not apply.
         let plan = filter(&ctx, col("operation").eq(lit("File2")), &[0]);
-        let untouched = over_dictionaries(Arc::clone(&plan), |_| false).unwrap();
+        let untouched = over_dictionaries(Arc::clone(&plan), &|_| false).unwrap();
         assert!(Arc::ptr_eq(&plan, &untouched));
     }
 }

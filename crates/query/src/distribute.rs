@@ -398,7 +398,7 @@ pub fn coordinator_state(
         .with_physical_optimizer_rule(Arc::new(CompactScanSlots))
         .with_physical_optimizer_rule(Arc::new(RunOnOneOperator::new(channels.clone())))
         .with_physical_optimizer_rule(Arc::new(GatherFromOperators::new(channels)))
-        .with_physical_optimizer_rule(Arc::new(crate::dictionary_filter::DictionaryFilters))
+        .with_physical_optimizer_rule(Arc::new(crate::local::WhereScansRun))
         .with_distributed_planner()
         .with_distributed_user_codec(ArmorlakeCodec)
         .with_distributed_desired_task_count_handler(desired_task_count)

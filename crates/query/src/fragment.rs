@@ -778,9 +778,8 @@ impl FragmentService {
                 .data
             }
         };
-        // Conditions on text decided per dictionary value, here where the scan runs.
-        let plan =
-            crate::dictionary_filter::over_dictionaries(plan, |_| true).map_err(fragment_status)?;
+        // What only this operator's storage can do (`local.rs`).
+        let plan = crate::local::rewrite(plan, |_| true).map_err(fragment_status)?;
         let ctx = match ticket.memory_limit {
             Some(bytes) => self.limited_to(bytes as usize).map_err(fragment_status)?,
             None => Arc::clone(&self.ctx),

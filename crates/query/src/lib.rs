@@ -20,6 +20,7 @@ pub mod flight;
 pub mod fragment;
 pub mod functions;
 pub mod info_schema;
+pub mod local;
 pub mod metrics;
 pub mod notices;
 pub mod pg;

@@ -43,6 +43,20 @@ pub trait OperatorHandle: Send + Sync + fmt::Debug {
         limit: Option<usize>,
         dictionaries: &[usize],
     ) -> Result<Arc<dyn ExecutionPlan>>;
+
+    /// A plan giving each distinct value of the text column `column` (an index into the
+    /// table's columns) of this operator's rows of `table` at least once, as
+    /// [`text_dictionary_type`](armorlake_common::schema::text_dictionary_type) (NULL too
+    /// when a row holds it), if the storage can tell them without reading the rows; `None`
+    /// when the rows must be read.
+    async fn distinct_text(
+        &self,
+        _state: &dyn Session,
+        _table: Table,
+        _column: usize,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        Ok(None)
+    }
 }
 
 /// The operator living in this process, if any: put in the session config of a worker (and
@@ -83,6 +97,10 @@ pub struct OperatorScanExec {
     /// The text columns (indexes into the table's columns) read as dictionaries, for a
     /// [`CountByTextExec`](crate::count_by_text::CountByTextExec) above.
     pub(crate) dictionaries: Vec<usize>,
+    /// Whether only the distinct values of its one column are wanted, each at least once
+    /// (set where the scan runs, for a `CountByTextExec` that counts nothing above it; see
+    /// [`OperatorHandle::distinct_text`]).
+    pub(crate) distinct: bool,
     /// Per task: what it reads (empty: nothing).
     pub(crate) tasks: Vec<Vec<TaskTarget>>,
     pub(crate) partitions: usize,
@@ -127,6 +145,7 @@ impl OperatorScanExec {
             filters,
             limit,
             dictionaries: Vec::new(),
+            distinct: false,
             tasks,
             partitions,
             query_id: String::new(),
@@ -171,6 +190,7 @@ impl OperatorScanExec {
         .and_then(|scan| scan.with_dictionaries(self.dictionaries.clone()))
         .map(|scan| OperatorScanExec {
             estimated_rows: self.estimated_rows,
+            distinct: self.distinct,
             ..scan.with_query_id(self.query_id.clone())
         })
     }
@@ -206,6 +226,30 @@ impl OperatorScanExec {
         views.then_some(index)
     }
 
+    /// The same scan giving only the distinct values of its one column, each at least
+    /// once, when that column is text read as a dictionary and nothing filters or limits
+    /// the rows (see [`OperatorHandle::distinct_text`]); else `None`.
+    pub(crate) fn distinct_values(&self) -> Result<Option<OperatorScanExec>> {
+        let mut scan = self.with_tasks(self.tasks.clone())?;
+        scan.distinct = true;
+        Ok(scan.distinct_column().is_some().then_some(scan))
+    }
+
+    /// The table's index of the column whose distinct values are all the scan gives.
+    fn distinct_column(&self) -> Option<usize> {
+        match self.projection.as_deref() {
+            Some(&[column])
+                if self.distinct
+                    && self.filters.is_empty()
+                    && self.limit.is_none()
+                    && self.dictionaries.contains(&column) =>
+            {
+                Some(column)
+            }
+            _ => None,
+        }
+    }
+
     /// The same scan, tagged with the query it belongs to.
     pub fn with_query_id(mut self, query_id: String) -> OperatorScanExec {
         self.query_id = query_id;
@@ -232,6 +276,7 @@ impl OperatorScanExec {
             filters: self.filters.clone(),
             limit: self.limit,
             dictionaries: self.dictionaries.clone(),
+            distinct: self.distinct,
             tasks: self.tasks.clone(),
             partitions: self.partitions,
             query_id: query_id.to_string(),
@@ -266,6 +311,9 @@ impl DisplayAs for OperatorScanExec {
                 .map(|&i| schema.field(i).name().as_str())
                 .collect();
             write!(f, ", dictionaries=[{}]", names.join(", "))?;
+        }
+        if self.distinct_column().is_some() {
+            write!(f, ", distinct values")?;
         }
         for (i, task) in self.tasks.iter().enumerate() {
             let served: Vec<String> = task
@@ -366,6 +414,7 @@ impl ExecutionPlan for OperatorScanExec {
             self.limit,
             self.dictionaries.clone(),
         );
+        let distinct = self.distinct_column();
         let (cell, step) = (self.local_plan.clone(), self.partitions);
         // Rows per serving operator, so EXPLAIN ANALYZE tells who sent what.
         let served_by = targets
@@ -383,6 +432,12 @@ impl ExecutionPlan for OperatorScanExec {
                         .with_config(context.session_config().clone())
                         .with_runtime_env(context.runtime_env())
                         .build();
+                    if let Some(column) = distinct
+                        && let Some(plan) =
+                            local.handle.distinct_text(&state, table, column).await?
+                    {
+                        return Ok(plan);
+                    }
                     local
                         .handle
                         .scan(

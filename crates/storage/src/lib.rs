@@ -12,6 +12,7 @@
 //! Crash safety is argued in the docs of the `wal` and `compact` modules.
 
 mod compact;
+mod distinct;
 mod error;
 mod files;
 mod hours;

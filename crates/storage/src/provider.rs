@@ -33,7 +33,7 @@ use crate::table::TableStore;
 /// above the scan.
 #[derive(Clone)]
 pub struct LocalTable {
-    store: Arc<TableStore>,
+    pub(crate) store: Arc<TableStore>,
 }
 
 impl LocalTable {

@@ -1,5 +1,6 @@
 //! Store-level tests: the WAL, flushing, crash points, compaction and retention.
 
+mod distinct;
 mod hours;
 mod maintenance;
 mod throughput;
