@@ -12,7 +12,7 @@ use std::sync::Arc;
 use armorlake_common::schema::text_dictionary_type;
 use arrow::array::{ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use arrow::datatypes::{DataType, Int32Type, Schema};
 use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::listing::PartitionedFile;
@@ -47,11 +47,12 @@ impl LocalTable {
         if field.data_type() != &DataType::Utf8 {
             return Ok(None);
         }
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            field.name(),
-            text_dictionary_type(),
-            true,
-        )]));
+        // The field as the scan reading it as a dictionary gives it.
+        let read_as = field
+            .as_ref()
+            .clone()
+            .with_data_type(text_dictionary_type());
+        let schema = Arc::new(Schema::new(vec![read_as]));
         let snapshot = self.store.snapshot();
         let object_store = state
             .runtime_env()
