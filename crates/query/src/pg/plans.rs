@@ -19,7 +19,8 @@
 //!
 //! A prepared statement's plan (the extended protocol) is kept apart from the simple
 //! protocol's plan of the same text: it was planned when the statement was parsed, under
-//! the settings of that moment, and is optimized under those of its Execute.
+//! the settings of that moment, and is optimized under those of its Execute. It serves an
+//! Execute whose statement was parsed into an equal plan, under equal settings.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -65,6 +66,9 @@ type Key = (Protocol, String);
 #[derive(Debug)]
 struct Entry {
     plan: LogicalPlan,
+    /// The plan before the optimizer: a prepared statement's is compared on each use (it
+    /// was made at Parse, perhaps under other settings than its Execute's).
+    planned: LogicalPlan,
     settings: ConfigOptions,
     physical: Option<Physical>,
     /// When it was last used, in lookups of this cache.
@@ -143,12 +147,14 @@ struct Inner {
 }
 
 impl Plans {
-    /// The optimized plan kept for `text` of `protocol` under exactly `settings`, if any,
-    /// and the physical plan kept with it.
+    /// The optimized plan kept for `text` of `protocol` under exactly `settings` (and, when
+    /// `planned` is given, made from a plan equal to it), if any, and the physical plan
+    /// kept with it.
     pub(crate) fn get(
         &self,
         protocol: Protocol,
         text: &str,
+        planned: Option<&LogicalPlan>,
         settings: &ConfigOptions,
     ) -> Option<(LogicalPlan, Option<Physical>)> {
         if !enabled(settings) {
@@ -158,7 +164,9 @@ impl Plans {
         inner.clock += 1;
         let now = inner.clock;
         let entry = inner.entries.get_mut(&(protocol, text.to_string()))?;
-        if !same_settings(&entry.settings, settings) {
+        if !same_settings(&entry.settings, settings)
+            || planned.is_some_and(|planned| *planned != entry.planned)
+        {
             return None;
         }
         entry.used = now;
@@ -251,6 +259,7 @@ impl Plans {
         inner.clock += 1;
         let entry = Entry {
             plan: optimized.clone(),
+            planned: planned.clone(),
             settings: settings.clone(),
             physical: None,
             used: inner.clock,
@@ -410,7 +419,7 @@ mod tests {
             plan(&ctx, &plans, sql).await;
             let settings = ctx.state().config().options().clone();
             assert_eq!(
-                plans.get(Protocol::Simple, sql, &settings).is_some(),
+                plans.get(Protocol::Simple, sql, None, &settings).is_some(),
                 kept,
                 "{sql}"
             );
@@ -424,42 +433,73 @@ mod tests {
         let sql = "SELECT pod_name FROM logs WHERE \"timestamp\" = '2026-12-05 01:00:00'";
         let optimized = plan(&ctx, &plans, sql).await;
         let settings = || ctx.state().config().options().clone();
-        let (kept, physical) = plans.get(Protocol::Simple, sql, &settings()).expect("kept");
+        let (kept, physical) = plans
+            .get(Protocol::Simple, sql, None, &settings())
+            .expect("kept");
         assert_eq!(kept, optimized);
         assert!(physical.is_none(), "no physical plan kept yet");
         assert!(
             plans
-                .get(Protocol::Simple, "SELECT pod_name FROM logs", &settings())
+                .get(
+                    Protocol::Simple,
+                    "SELECT pod_name FROM logs",
+                    None,
+                    &settings()
+                )
                 .is_none()
         );
 
         // Only a text holding one statement is a key.
         let two = "SELECT pod_name FROM logs; SELECT pod_name FROM alerts";
         plan(&ctx, &plans, two).await;
-        assert!(plans.get(Protocol::Simple, two, &settings()).is_none());
+        assert!(
+            plans
+                .get(Protocol::Simple, two, None, &settings())
+                .is_none()
+        );
         // And not a longer one than LONGEST.
         let long = format!("SELECT pod_name FROM logs -- {}", "x".repeat(LONGEST));
         plan(&ctx, &plans, &long).await;
-        assert!(plans.get(Protocol::Simple, &long, &settings()).is_none());
+        assert!(
+            plans
+                .get(Protocol::Simple, &long, None, &settings())
+                .is_none()
+        );
 
         // The literal's time zone is the session's: another zone, another plan.
         let before = settings();
         set(&ctx, "datafusion.execution.time_zone", "+02:00");
-        assert!(plans.get(Protocol::Simple, sql, &settings()).is_none());
-        assert!(plans.get(Protocol::Simple, sql, &before).is_some());
+        assert!(
+            plans
+                .get(Protocol::Simple, sql, None, &settings())
+                .is_none()
+        );
+        assert!(plans.get(Protocol::Simple, sql, None, &before).is_some());
 
         set(&ctx, "armorlake.reuse_plans", "off");
-        assert!(plans.get(Protocol::Simple, sql, &settings()).is_none());
+        assert!(
+            plans
+                .get(Protocol::Simple, sql, None, &settings())
+                .is_none()
+        );
 
-        // A prepared statement of the same text has a plan of its own.
-        assert!(plans.get(Protocol::Extended, sql, &before).is_none());
+        // A prepared statement of the same text has a plan of its own, which serves a
+        // statement parsed into an equal plan only.
+        let prepared = |planned| plans.get(Protocol::Extended, sql, Some(planned), &before);
+        assert!(prepared(&optimized).is_none());
         let key = (Protocol::Extended, sql.to_string());
         plans.keep_as(key, &before, &optimized, &optimized);
-        assert!(plans.get(Protocol::Extended, sql, &before).is_some());
+        assert!(prepared(&optimized).is_some());
+        let other = plan(&ctx, &Plans::default(), "SELECT host_name FROM logs").await;
+        assert!(prepared(&other).is_none());
+        // Parsed again, the statement's plan is equal: a client that parses it before every
+        // execution (an unnamed statement) is served too.
+        let again = plan(&session(), &Plans::default(), sql).await;
+        assert!(prepared(&again).is_some());
 
         plans.clear();
-        assert!(plans.get(Protocol::Simple, sql, &before).is_none());
-        assert!(plans.get(Protocol::Extended, sql, &before).is_none());
+        assert!(plans.get(Protocol::Simple, sql, None, &before).is_none());
+        assert!(prepared(&optimized).is_none());
     }
 
     #[test]
@@ -481,13 +521,17 @@ mod tests {
         for (i, sql) in texts.iter().enumerate() {
             if i == CAPACITY {
                 // The first is used again, so the second is the oldest when one must go.
-                assert!(plans.get(Protocol::Simple, &texts[0], &settings).is_some());
+                assert!(
+                    plans
+                        .get(Protocol::Simple, &texts[0], None, &settings)
+                        .is_some()
+                );
             }
             plan(&ctx, &plans, sql).await;
         }
         let kept: Vec<bool> = texts
             .iter()
-            .map(|sql| plans.get(Protocol::Simple, sql, &settings).is_some())
+            .map(|sql| plans.get(Protocol::Simple, sql, None, &settings).is_some())
             .collect();
         assert!(kept[0]);
         assert!(!kept[1]);

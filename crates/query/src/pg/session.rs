@@ -357,7 +357,7 @@ impl Session {
                 let state = self.ctx.state_ref();
                 let settings = state.read();
                 let options = settings.config().options();
-                self.plans.get(Protocol::Simple, query, options)
+                self.plans.get(Protocol::Simple, query, None, options)
             };
             if let Some((plan, physical)) = kept {
                 // The statement's own state: its start time, the settings just compared.
@@ -409,7 +409,10 @@ impl Session {
             let api_error = |e| PgWireError::ApiError(Box::new(e));
             let state = self.ctx.state();
             let settings = state.config().options();
-            let (plan, physical) = match self.plans.get(Protocol::Extended, text, settings) {
+            let kept = self
+                .plans
+                .get(Protocol::Extended, text, Some(planned), settings);
+            let (plan, physical) = match kept {
                 Some(kept) => kept,
                 None => {
                     let optimized = state.optimize(planned).map_err(api_error)?;
