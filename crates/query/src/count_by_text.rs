@@ -303,15 +303,19 @@ fn condition_on_group(
     {
         return Ok(None);
     }
-    let keep = Arc::clone(predicate)
-        .transform(|e| match e.downcast_ref::<Column>() {
-            Some(c) => Ok(Transformed::yes(
-                Arc::new(Column::new(c.name(), 0)) as Arc<dyn PhysicalExpr>
-            )),
-            None => Ok(Transformed::no(e)),
-        })?
-        .data;
-    Ok(Some(keep))
+    over_column_zero(Arc::clone(predicate)).map(Some)
+}
+
+/// `expr`, which reads one column, rewritten over a batch holding that column alone (as
+/// column 0, under its name).
+pub(crate) fn over_column_zero(expr: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
+    expr.transform(|e| match e.downcast_ref::<Column>() {
+        Some(c) => Ok(Transformed::yes(
+            Arc::new(Column::new(c.name(), 0)) as Arc<dyn PhysicalExpr>
+        )),
+        None => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
 }
 
 /// What a count's argument counts: `Some(Some(column))` a column's non-null values,

@@ -167,14 +167,7 @@ pub struct PerDictionaryValue {
 impl PerDictionaryValue {
     /// `condition`, which reads `column` and nothing else, decided per value.
     fn new(column: Arc<dyn PhysicalExpr>, condition: Arc<dyn PhysicalExpr>) -> Result<Self> {
-        let condition = condition
-            .transform(|e| match e.downcast_ref::<Column>() {
-                Some(c) => Ok(Transformed::yes(
-                    Arc::new(Column::new(c.name(), 0)) as Arc<dyn PhysicalExpr>
-                )),
-                None => Ok(Transformed::no(e)),
-            })?
-            .data;
+        let condition = crate::count_by_text::over_column_zero(condition)?;
         Ok(PerDictionaryValue { column, condition })
     }
 

@@ -107,7 +107,7 @@ fn iso_dates(options: &FormatOptions) -> bool {
         .is_some_and(|s| s.trim().eq_ignore_ascii_case("iso"))
 }
 
-fn api_error(e: impl std::error::Error + Send + Sync + 'static) -> PgWireError {
+pub(crate) fn api_error(e: impl std::error::Error + Send + Sync + 'static) -> PgWireError {
     PgWireError::ApiError(Box::new(e))
 }
 

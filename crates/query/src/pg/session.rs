@@ -42,6 +42,7 @@ use super::cancel::Registration;
 use super::error;
 use super::output;
 use super::plans::{self, Plans, Protocol};
+use super::rows::api_error;
 use crate::QueryEngine;
 use crate::metrics::{Observed, Outcome, QueryTimer, new_query_id};
 use crate::runtime::InRuntime;
@@ -366,7 +367,7 @@ impl Session {
                     .plans
                     .physical(Protocol::Simple, query, &plan, physical, &state)
                     .await
-                    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                    .map_err(api_error)?;
                 let options = FormatOptions::from_client_metadata(client.metadata());
                 let text = Format::UnifiedText;
                 return Ok(vec![super::rows::respond_with(
@@ -406,7 +407,6 @@ impl Session {
             && planned.get_parameter_types().is_ok_and(|p| p.is_empty())
             && client.transaction_status() != TransactionStatus::Error
         {
-            let api_error = |e| PgWireError::ApiError(Box::new(e));
             let state = self.ctx.state();
             let settings = state.config().options();
             let kept = self
